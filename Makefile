@@ -1,0 +1,33 @@
+# make setup: create or reuse .venv and install the project with what the tests need.
+# torch is pinned to the CPU wheel this machine carries; GPU users: make setup TORCH="torch==2.13.0" PIP_EXTRA="--index-url ..."
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+PIP_EXTRA ?=
+BIN    := $(VENV)/bin
+
+.PHONY: setup test demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(PIP_EXTRA) "$(TORCH)"
+	$(BIN)/pip install -q $(PIP_EXTRA) -e ".[test,data]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/score toy-base
+	$(BIN)/score train --preset toy-score --runs-dir runs
+
+bench: setup
+	$(BIN)/python benchmarks/rollout_speed.py
+	$(BIN)/python benchmarks/rl_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

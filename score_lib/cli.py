@@ -1,0 +1,163 @@
+"""The `score` command: toy-base, train, eval, ablate, runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import PRESETS, ConfigError, build_config, settings_help
+from .runs import RunStoreError
+
+
+def _add_settings(p):
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting (repeatable); `score train --help-settings` lists them")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="score", description="SCoRe Workbench: train and study self-correction.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("toy-base", help="build (or reuse) the cached toy base model")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="toy base setting, e.g. max_seconds=60 or n_ops=3")
+    p.add_argument("--force", action="store_true", help="rebuild even if a cached copy exists")
+
+    p = sub.add_parser("train", help="train one method and write a run directory")
+    p.add_argument("--preset", choices=None, help=f"one of: {', '.join(PRESETS)}")
+    _add_settings(p)
+    p.add_argument("--out", help="run directory (default: <runs-dir>/<preset>-<time>)")
+    p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--json", metavar="FILE", help="write the final evaluation metrics here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--help-settings", action="store_true", help="list every setting with its default")
+
+    p = sub.add_parser("eval", help="evaluate a model's two-attempt self-correction")
+    p.add_argument("--model", default="toy-base", help="hub id, local folder, GGUF file or toy-base")
+    p.add_argument("--task", default="toy", help="task name (toy)")
+    p.add_argument("--method", default="eval", choices=["eval", "self-refine"],
+                   help="eval: attempt, instruction, attempt; self-refine: attempt, critique, revision")
+    p.add_argument("--limit", type=int, help="number of test problems")
+    _add_settings(p)
+    p.add_argument("--json", metavar="FILE", help="write the metrics here")
+
+    p = sub.add_parser("runs", help="list the runs in the run store")
+    p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
+    return ap
+
+
+def _row(m: dict) -> str:
+    return (f"Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  Delta {m['delta']:+.3f}  "
+            f"i->c {m['delta_i2c']:.3f}  c->i {m['delta_c2i']:.3f}  "
+            f"changed {m.get('answer_change_rate', 0):.3f}  unchanged-y2 {m.get('edit_ratio_zero_share', 0):.3f}  "
+            f"(n={m['n_problems']}, {m['method']})")
+
+
+def _write_json(path: str | None, metrics: dict):
+    if path:
+        from .evaluate import JSON_KEYS
+
+        Path(path).write_text(json.dumps({k: metrics.get(k) for k in JSON_KEYS}, indent=2) + "\n")
+
+
+def cmd_toy_base(args) -> int:
+    from .toy_base import build_toy_base, config_from
+
+    overrides = {}
+    for o in args.overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r}: expected key=value")
+        k, v = o.split("=", 1)
+        overrides[k] = v
+    import dataclasses
+
+    from .toy_base import ToyBaseConfig
+
+    types = {f.name: f.type for f in dataclasses.fields(ToyBaseConfig)}
+    from .config import _coerce
+
+    cfg = config_from({k: _coerce(k, types.get(k, "str"), v) for k, v in overrides.items()})
+    path = build_toy_base(cfg, force=args.force)
+    meta = json.loads((path / "toy_base.json").read_text())
+    print(f"toy base model: {path} ({meta['parameters']:,} parameters, {meta['steps']} steps, "
+          f"{meta['seconds']} s, loss {meta['final_loss']:.3f})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .runs import new_run_id, read_config, runs_root
+    from .trainer import Trainer
+
+    if args.help_settings:
+        print(settings_help())
+        return 0
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = build_config(None, {k: v for k, v in read_config(run_dir).items() if k != "versions"})
+    else:
+        if not args.preset:
+            raise ConfigError("train: --preset is required (or --resume RUN_DIR)")
+        cfg = build_config(args.preset, args.overrides)
+        run_dir = Path(args.out) if args.out else runs_root(args.runs_dir) / new_run_id(args.preset)
+    trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    final = trainer.run()
+    print(f"run {run_dir}: {_row(final)}")
+    _write_json(args.json, final)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate
+    from .policy import load_policy
+    from .tasks import make_task
+    from .trainer import _resolve_model
+
+    cfg = build_config(None, {"model": args.model, "task": args.task,
+                              "method": "self-refine" if args.method == "self-refine" else "score",
+                              **dict(o.split("=", 1) for o in args.overrides if "=" in o)})
+    model, tok = load_policy(_resolve_model(cfg))
+    metrics, _ = evaluate(model, tok, make_task(cfg), cfg, limit=args.limit)
+    metrics["method"] = args.method if args.method == "self-refine" else f"eval {args.model}"
+    print(_row(metrics))
+    _write_json(args.json, metrics)
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .runs import list_runs, runs_root
+
+    root = runs_root(args.runs_dir)
+    runs = list_runs(root)
+    if not runs:
+        print(f"no runs under {root}")
+        return 0
+    print(f"{'run':44s} {'state':9s} {'method':13s} {'step':>5s} {'acc_t1':>7s} {'acc_t2':>7s} {'delta':>7s}")
+    for r in runs:
+        f = lambda v: f"{v:7.3f}" if isinstance(v, (int, float)) else f"{'-':>7s}"  # noqa: E731
+        print(f"{r['run_id'][:44]:44s} {str(r['state']):9s} {str(r['method']):13s} {str(r['step'] or 0):>5s} "
+              f"{f(r.get('acc_t1'))} {f(r.get('acc_t2'))} {f(r.get('delta'))}")
+        if r.get("error"):
+            print(f"    error: {r['error']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import transformers
+
+    transformers.logging.disable_progress_bar()  # our own bars say what is happening
+    handler = {"toy-base": cmd_toy_base, "train": cmd_train, "eval": cmd_eval, "runs": cmd_runs}[args.cmd]
+    try:
+        return handler(args)
+    except (ConfigError, FileNotFoundError, RunStoreError) as e:
+        print(f"score {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"score {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""One training configuration for every method, its presets, and `--set key=value` overrides."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .toy_base import TOY_INSTRUCTION
+
+METHODS = ("score", "stage1", "stage2", "mt-rl", "st-rl", "star", "star-plus", "pair-sft",
+           "pair-sft-plus", "self-refine")
+RL_FAMILY = ("score", "stage1", "stage2", "mt-rl", "st-rl")
+SFT_FAMILY = ("star", "star-plus", "pair-sft", "pair-sft-plus")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; written whole to the run's config.json."""
+
+    method: str = "score"
+    """score (Stage I then II), stage1, stage2, mt-rl, st-rl, star, star-plus, pair-sft, pair-sft-plus, self-refine."""
+    task: str = "toy"
+    """Task name (toy)."""
+    model: str = "toy-base"
+    """Hub id, local folder, GGUF file, or toy-base (the cached toy base model, built if missing)."""
+    seed: int = 0
+    """Seed of problem order, sampling and initial weights."""
+    steps: int = 200
+    """Optimiser steps in total (for score: Stage I plus Stage II)."""
+    stage1_steps: int = 80
+    """Steps of Stage I when method is score; the rest is Stage II."""
+    batch_prompts: int = 16
+    """Problems per step."""
+    samples_per_prompt: int = 4
+    """Samples per problem n (leave-one-out baseline over them; 1 = no baseline)."""
+    attempts: int = 2
+    """Attempts per episode k (1 for st-rl, 2 to 5 otherwise)."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold."""
+    alpha: float = 10.0
+    """Stage II bonus weight: attempt 2 reward += alpha * (r2 - r1) (Eq. 4; paper: 10)."""
+    beta1: float = 0.01
+    """KL coefficient on every attempt (Eq. 2; paper: 0.01)."""
+    beta2: float = 0.1
+    """Stage I KL coefficient on attempt 1 (Eq. 3; paper: 0.1 math, 0.25 code)."""
+    kl_estimator: str = "full"
+    """Per-token KL: full (exact over the vocabulary), k3 or k1."""
+    temperature: float = 1.0
+    """Sampling temperature for training rollouts."""
+    max_new_tokens: int = 48
+    """Length limit of each attempt."""
+    instruction: str = TOY_INSTRUCTION
+    """Self-correction instruction placed between attempts."""
+    critique_instruction: str = "List any step that looks wrong."
+    """Self-Refine: the request for a critique after attempt 1."""
+    refine_instruction: str = "Use that review to write a corrected solution."
+    """Self-Refine: the request for the revision after the critique."""
+    lora: bool = False
+    """Train a LoRA adapter (peft) instead of all weights."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_targets: str = "all-linear"
+    """LoRA target modules (comma-separated names or all-linear)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    eval_every: int = 50
+    """Evaluate every this many steps (0: only at the end)."""
+    eval_problems: int = 256
+    """Held-out problems per evaluation."""
+    eval_samples: int = 4
+    """Samples per evaluation problem when eval_greedy is false."""
+    eval_greedy: bool = False
+    """Greedy evaluation (the paper's protocol). The toy world defaults to sampling: its base model
+    copies its first attempt under greedy decoding, so its errors and corrections show only when sampled."""
+    eval_temperature: float = 1.0
+    """Temperature of sampled evaluation."""
+    trace_every: int = 5
+    """Write sampled training episodes to traces.jsonl every this many steps."""
+    traces_per_step: int = 8
+    """Episodes written each time."""
+    checkpoint_every: int = 25
+    """Save a resumable checkpoint every this many steps (and at the end)."""
+    sft_iterations: int = 3
+    """STaR: rounds of sample-filter-train (Pair-SFT uses one)."""
+    sft_problems: int = 256
+    """SFT baselines: problems sampled per data-collection round."""
+    sft_samples: int = 4
+    """SFT baselines: samples per problem when collecting traces."""
+    sft_lr: float = 1e-4
+    """SFT learning rate."""
+    sft_batch: int = 32
+    """SFT examples per optimiser step."""
+    toy_digits: int = 1
+    """Toy world: digits per operand."""
+    toy_n_ops: int = 3
+    """Toy world: operations per problem."""
+    toy_ops: str = "+-"
+    """Toy world: operators."""
+    toy_base_seconds: float = 170.0
+    """Toy world: wall-clock budget for building the base model if it is missing."""
+
+
+PRESETS: dict[str, dict] = {
+    "toy-score": {"method": "score"},
+    "toy-stage1": {"method": "stage1", "steps": 80},
+    "toy-stage2": {"method": "stage2"},
+    "toy-mt-rl": {"method": "mt-rl"},
+    "toy-st-rl": {"method": "st-rl", "attempts": 1},
+    "toy-star": {"method": "star"},
+    "toy-star-plus": {"method": "star-plus"},
+    "toy-pair-sft": {"method": "pair-sft", "sft_iterations": 1},
+    "toy-pair-sft-plus": {"method": "pair-sft-plus", "sft_iterations": 1},
+    "toy-self-refine": {"method": "self-refine", "steps": 0},
+}
+
+
+class ConfigError(ValueError):
+    """A bad preset, key or value; the message names it."""
+
+
+def _coerce(name: str, typ, raw: str):
+    if typ in (bool, "bool"):
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"setting {name!r}: expected true or false, got {raw!r}")
+    for t, label in ((int, "an integer"), (float, "a number")):
+        if typ in (t, t.__name__):
+            try:
+                return t(raw)
+            except ValueError:
+                raise ConfigError(f"setting {name!r}: expected {label}, got {raw!r}") from None
+    return raw
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Raise ConfigError naming the first inconsistent field."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"setting 'method': unknown method {cfg.method!r} (one of {', '.join(METHODS)})")
+    if cfg.method == "st-rl" and cfg.attempts != 1:
+        raise ConfigError("setting 'attempts': st-rl trains a single attempt, set attempts=1")
+    if cfg.method != "st-rl" and not 2 <= cfg.attempts <= 5:
+        raise ConfigError(f"setting 'attempts': must be 2..5 for {cfg.method}, got {cfg.attempts}")
+    if cfg.kl_estimator not in ("full", "k3", "k1"):
+        raise ConfigError(f"setting 'kl_estimator': one of full, k3, k1, got {cfg.kl_estimator!r}")
+    for name in ("steps", "stage1_steps", "eval_every", "checkpoint_every", "trace_every"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"setting {name!r}: must be >= 0, got {getattr(cfg, name)}")
+    for name in ("batch_prompts", "samples_per_prompt", "eval_problems", "eval_samples", "max_new_tokens"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"setting {name!r}: must be >= 1, got {getattr(cfg, name)}")
+    if cfg.method == "score" and cfg.stage1_steps > cfg.steps:
+        raise ConfigError(f"setting 'stage1_steps': {cfg.stage1_steps} exceeds steps={cfg.steps}")
+    if cfg.lr <= 0 or cfg.sft_lr <= 0:
+        raise ConfigError("setting 'lr'/'sft_lr': must be > 0")
+    return cfg
+
+
+def build_config(preset: str | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """A validated TrainConfig from a preset name and `key=value` overrides."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    values = dict(PRESETS.get(preset, {}))
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    items = overrides.items() if isinstance(overrides, dict) else [
+        tuple(o.split("=", 1)) if "=" in o else (o, None) for o in (overrides or [])]
+    for key, raw in items:
+        if raw is None:
+            raise ConfigError(f"override {key!r}: expected key=value")
+        if key not in types:
+            raise ConfigError(f"unknown setting {key!r} (see `score train --help-settings`)")
+        values[key] = _coerce(key, types[key], raw) if isinstance(raw, str) else raw
+    return validate(TrainConfig(**values))
+
+
+def settings_help() -> str:
+    """One line per field: name, default, and the field's docstring (read from the source)."""
+    import inspect
+
+    src = inspect.getsource(TrainConfig).splitlines()
+    docs = {}
+    for i, line in enumerate(src):
+        s = line.strip()
+        if ":" in s and "=" in s and not s.startswith(('"', "#")) and i + 1 < len(src):
+            docs[s.split(":")[0]] = src[i + 1].strip().strip('"')
+    return "\n".join(f"{f.name:24s} {str(f.default):>12s}  {docs.get(f.name, '')}"
+                     for f in fields(TrainConfig))
+
+
+def as_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,139 @@
+"""Batched k-attempt rollouts with one KV cache across all attempts.
+
+All rows of a batch live in one rectangular buffer. A row that stops early is fed padding with
+attention mask 0 (a masked gap) while the others finish; position ids count only real tokens, so
+the gap is invisible to the model. The next attempt's glue (end of turn, instruction, assistant
+header) is then appended to every row and prefilled on top of the cache, so the context of attempt
+2 is never encoded twice. `reuse_kv=False` re-encodes the whole context instead (the baseline the
+benchmark compares against); both give the same tokens.
+"""
+from __future__ import annotations
+
+import torch
+
+from .episodes import Attempt, Episode, glue_ids, prompt_ids
+from .tasks.base import Problem
+
+
+def stop_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(eos) if isinstance(eos, (list, tuple)) else ({eos} if eos is not None else set())
+    return {i for i in ids if i is not None}
+
+
+class _Stream:
+    """The growing buffer of one batch: a KV cache plus the attention mask and positions behind it."""
+
+    def __init__(self, model, rows: list[list[int]], pad_id: int):
+        self.model, self.pad_id = model, pad_id
+        self.past = None
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):  # left padding: every row's last token sits in the last column
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+        self.mask = mask[:, :0]
+        self.pos = torch.zeros(len(rows), dtype=torch.long)
+        self.logits = self.feed(ids, mask)
+
+    def feed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Append a [B, T] chunk (mask 0 marks gaps) and return the next-token logits [B, V]."""
+        position_ids = self.pos[:, None] + torch.cumsum(mask, dim=1) - mask
+        self.mask = torch.cat([self.mask, mask], dim=1)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=position_ids,
+                         cache=self.past, use_cache=True, logits_to_keep=1)
+        self.past = out.cache
+        self.pos += mask.sum(dim=1)
+        self.logits = out.logits[:, -1].float()
+        return self.logits
+
+
+def _sample(logits: torch.Tensor, temperature: float, greedy: bool, gen: torch.Generator | None):
+    if greedy or temperature <= 0:
+        logp = torch.log_softmax(logits, dim=-1)
+        tok = logits.argmax(dim=-1)
+    else:
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        tok = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
+    return tok, logp.gather(1, tok[:, None]).squeeze(1)
+
+
+def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, temperature: float,
+                    greedy: bool, gen, feed_last: bool):
+    """Sample one attempt for every row; returns per-row (ids, logprobs, truncated)."""
+    B = stream.pos.shape[0]
+    ids = [[] for _ in range(B)]
+    lps = [[] for _ in range(B)]
+    active = torch.ones(B, dtype=torch.bool)
+    stop_t = torch.tensor(sorted(stops))
+    for t in range(max_new_tokens):
+        tok, lp = _sample(stream.logits, temperature, greedy, gen)
+        tok = torch.where(active, tok, torch.full_like(tok, stream.pad_id))
+        for i in torch.nonzero(active).flatten().tolist():
+            ids[i].append(int(tok[i]))
+            lps[i].append(float(lp[i]))
+        was_active = active.clone()
+        active &= ~torch.isin(tok, stop_t)
+        last = not bool(active.any()) or t == max_new_tokens - 1
+        if feed_last or not last:  # the stop token must enter the cache before the next attempt's glue
+            stream.feed(tok[:, None], was_active.long()[:, None])
+        if last:
+            break
+    truncated = [not (r and r[-1] in stops) for r in ids]
+    return ids, lps, truncated
+
+
+@torch.no_grad()
+def rollout(model, tokenizer, problems: list[Problem], instructions: list[str], n: int = 1,
+            temperature: float = 1.0, greedy: bool = False, max_new_tokens: int = 64,
+            reuse_kv: bool = True, seed: int | None = None, graded: list[bool] | None = None) -> list[Episode]:
+    """Episodes of len(instructions) + 1 attempts for each problem, n samples each.
+
+    instructions[j] is the user turn placed before attempt j + 1. `graded` marks which attempts are
+    answers (all by default; Self-Refine's critique turn is not).
+    """
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    stops = stop_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id
+    rows = [(p, s) for p in problems for s in range(n)]
+    prompts = [prompt_ids(tokenizer, p.prompt) for p, _ in rows]
+    glues = [glue_ids(tokenizer, text) for text in instructions]
+    k = len(instructions) + 1
+    graded = graded or [True] * k
+    contexts = [list(x) for x in prompts]  # only needed to re-encode (reuse_kv=False)
+    attempts: list[list[Attempt]] = [[] for _ in rows]
+    stream = _Stream(model, prompts, pad)
+    for j in range(k):
+        if j > 0:
+            glue = glues[j - 1]
+            if reuse_kv:
+                chunk = torch.tensor([glue] * len(rows))
+                stream.feed(chunk, torch.ones_like(chunk))
+            else:
+                stream = _Stream(model, [c + glue for c in contexts], pad)
+            for c in contexts:
+                c.extend(glue)
+        ids, lps, trunc = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen,
+                                          feed_last=reuse_kv and j < k - 1)
+        for i in range(len(rows)):
+            text = tokenizer.decode([t for t in ids[i] if t not in stops], skip_special_tokens=True)
+            attempts[i].append(Attempt(ids=ids[i], logprobs=lps[i], text=text, truncated=trunc[i],
+                                       graded=graded[j]))
+            contexts[i].extend(ids[i])
+    model.train(was_training)
+    return [Episode(problem=p, prompt_ids=prompts[i], glue_ids=[[]] + glues, attempts=attempts[i], sample=s)
+            for i, (p, s) in enumerate(rows)]
+
+
+def grade(task, episodes: list[Episode]) -> list[Episode]:
+    """Fill each graded attempt's answer and oracle reward."""
+    for ep in episodes:
+        for att in ep.attempts:
+            if att.graded:
+                att.answer = task.extract_answer(att.text)
+                att.reward = float(task.grade(att.text, ep.problem))
+    return episodes

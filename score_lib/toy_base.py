@@ -1,0 +1,146 @@
+"""Build and cache the toy base model: a tiny Llama trained from scratch on two-attempt traces.
+
+The corpus (tasks.toy.base_corpus) gives the model the paper's base-model habits: a first attempt
+that is often right, and a second attempt that either copies the first or re-solves it carelessly.
+Training is plain next-token cross-entropy on the assistant turns (the prompt and the instruction
+are context), capped by a wall-clock budget so `score toy-base` ends within minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .episodes import collate, glue_ids, teacher_forced
+from .policy import save_policy, toy_model, toy_tokenizer
+from .tasks.toy import ToyWorld, base_corpus
+
+TOY_INSTRUCTION = "Check for a mistake."
+
+
+@dataclass(frozen=True)
+class ToyBaseConfig:
+    """Everything that decides the toy base model (its hash names the cache folder)."""
+
+    digits: int = 1
+    """Digits per operand of the toy world."""
+    n_ops: int = 3
+    """Operations per problem."""
+    ops: str = "+-"
+    """Operators of the toy world."""
+    p_copy: float = 0.5
+    """Share of corpus second attempts that copy the first attempt verbatim."""
+    slip1: float = 0.0
+    """Per-step slip rate of corpus first attempts (0: errors come only from limited capability)."""
+    slip2: float = 0.25
+    """Per-step slip rate of corpus second attempts that re-solve (the careless habit)."""
+    instruction: str = TOY_INSTRUCTION
+    """Self-correction instruction placed between the attempts in the corpus."""
+    hidden: int = 128
+    """Model width."""
+    layers: int = 4
+    """Transformer layers."""
+    corpus_size: int = 15000
+    """Distinct training problems in the corpus."""
+    batch_size: int = 32
+    """Conversations per optimiser step."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate (linear warm-up, cosine decay over max_steps)."""
+    max_steps: int = 600
+    """Optimiser steps (about 150 s on 2 cores)."""
+    max_seconds: float = 170.0
+    """Wall-clock safety cap on training; training stops early when it is reached."""
+    seed: int = 0
+    """Seed of the corpus and the initial weights."""
+
+    def world(self) -> ToyWorld:
+        return ToyWorld(digits=self.digits, n_ops=self.n_ops, ops=self.ops)
+
+    def key(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:10]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SCORE_CACHE_DIR", Path.home() / ".cache" / "score-workbench"))
+
+
+def toy_base_path(cfg: ToyBaseConfig | None = None) -> Path:
+    cfg = cfg or ToyBaseConfig()
+    return cache_root() / "toy-base" / cfg.key()
+
+
+def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progress: bool = True) -> Path:
+    """Train the toy base model unless a cached copy exists; return its folder."""
+    from tqdm import tqdm
+
+    cfg = cfg or ToyBaseConfig()
+    out = toy_base_path(cfg)
+    if (out / "toy_base.json").exists() and not force:
+        return out
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    tok = toy_tokenizer()
+    model = toy_model(tok, hidden=cfg.hidden, layers=cfg.layers, seed=cfg.seed)
+    from .tasks.base import Problem
+
+    glue = glue_ids(tok, cfg.instruction)
+    episodes = [teacher_forced(tok, Problem(id=p, prompt=p, answer=""), [a1, a2], cfg.instruction, glue)
+                for p, a1, a2 in base_corpus(cfg.world(), cfg.corpus_size, cfg.seed, cfg.p_copy,
+                                             cfg.slip1, cfg.slip2)]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warmup = max(1, cfg.max_steps // 20)
+
+    def lr_at(step):
+        if step < warmup:
+            return cfg.lr * (step + 1) / warmup
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.max_steps - warmup)))
+
+    model.train()
+    start, losses = time.time(), []
+    bar = tqdm(range(cfg.max_steps), desc="toy-base", disable=not progress)
+    for step in bar:
+        batch = collate(rng.sample(episodes, cfg.batch_size), tok.pad_token_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        target_mask = batch["attempt_index"][:, 1:] >= 0  # loss on assistant turns only
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1][target_mask], batch["input_ids"][:, 1:][target_mask])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if time.time() - start > cfg.max_seconds:
+            break
+    model.eval()
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    save_policy(model, tok, tmp)
+    meta = {"config": asdict(cfg), "steps": step + 1, "seconds": round(time.time() - start, 1),
+            "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    (tmp / "toy_base.json").write_text(json.dumps(meta, indent=2))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)  # a crash mid-build never leaves a half model under the cache name
+    return out
+
+
+def config_from(overrides: dict) -> ToyBaseConfig:
+    """ToyBaseConfig with `overrides` applied; unknown keys raise a ValueError naming them."""
+    names = {f.name for f in dataclasses.fields(ToyBaseConfig)}
+    bad = sorted(set(overrides) - names)
+    if bad:
+        raise ValueError(f"unknown toy-base setting(s): {', '.join(bad)}")
+    return dataclasses.replace(ToyBaseConfig(), **overrides)

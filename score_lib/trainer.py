@@ -1,0 +1,254 @@
+"""One training loop for every method, writing the run store as it goes.
+
+RL step, read top to bottom: sample problems -> roll out k attempts (n per problem) -> oracle
+rewards -> objective (shaped rewards, leave-one-out advantages, KL coefficients) -> REINFORCE + KL
+loss on the attempt tokens -> Adam step -> metrics, traces, evals, checkpoints.
+
+Every step's randomness (which problems, which samples) is derived from (seed, step), so a run
+resumed from a checkpoint replays exactly the steps an uninterrupted run would have taken.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from . import objectives
+from .config import SFT_FAMILY, TrainConfig, as_dict
+from .episodes import collate
+from .evaluate import evaluate, instructions_for, outcomes
+from .losses import reinforce_kl_loss
+from .metrics import pair_metrics
+from .policy import Reference, add_lora, load_policy
+from .rollout import grade, rollout
+from .runs import RunWriter, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
+from .tasks import make_task
+
+
+def stage_of(cfg: TrainConfig, step: int) -> str:
+    """The objective in force at `step` (score switches from Stage I to Stage II)."""
+    if cfg.method == "score":
+        return "stage1" if step < cfg.stage1_steps else "stage2"
+    return cfg.method
+
+
+def step_seed(cfg: TrainConfig, step: int) -> int:
+    return cfg.seed * 1_000_003 + step
+
+
+def episode_record(ep, step: int, split: str, stage: str, tokenizer=None, adv=None, shaped=None) -> dict:
+    """One traces.jsonl line: the problem, each attempt's text, answer, reward (and shaping)."""
+    atts = []
+    for j, a in enumerate(ep.attempts):
+        rec = {"text": a.text, "answer": a.answer, "reward": a.reward, "correct": a.correct,
+               "graded": a.graded, "truncated": a.truncated}
+        if shaped is not None and j < len(shaped):
+            rec["shaped_reward"], rec["advantage"] = float(shaped[j]), float(adv[j])
+        if tokenizer is not None:
+            rec["tokens"] = tokenizer.convert_ids_to_tokens(a.ids)
+            rec["logprobs"] = [round(x, 4) for x in a.logprobs]
+        atts.append(rec)
+    return {"step": step, "split": split, "stage": stage, "problem_id": ep.problem.id,
+            "prompt": ep.problem.prompt, "gold": ep.problem.answer, "sample": ep.sample, "attempts": atts}
+
+
+class Trainer:
+    """Owns the policy, reference, optimiser and run writer of one run."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True):
+        from accelerate import Accelerator
+
+        self.cfg, self.progress = cfg, progress
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.writer = RunWriter(run_dir, {**as_dict(cfg), "versions": _versions()}, resume=resume)
+        self.run_dir = Path(run_dir)
+        self.task = make_task(cfg)
+        torch.manual_seed(cfg.seed)
+        model, self.tok = load_policy(_resolve_model(cfg))
+        if cfg.lora:
+            model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.reference = Reference(model, lora=cfg.lora)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=cfg.lr if cfg.method not in SFT_FAMILY else cfg.sft_lr)
+        self.model, self.opt = self.accelerator.prepare(model, opt)
+        self.start_step, self.t0 = 0, time.time()
+        if resume:
+            self._load_checkpoint()
+
+    # ---- the run -------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Train (or only evaluate, for self-refine), then evaluate; returns the final eval metrics."""
+        cfg = self.cfg
+        self.writer.set_status("running", step=self.start_step)
+        try:
+            if cfg.method in SFT_FAMILY:
+                from .sft import train_sft
+
+                train_sft(self)
+            elif cfg.method != "self-refine":
+                self._train_rl()
+            final = self.eval_and_log(cfg.steps, final=True)
+            if cfg.steps > 0 and cfg.method != "self-refine":
+                self.save_checkpoint(cfg.steps, final=True)
+            self.writer.set_status("finished", step=cfg.steps, final=_json_keys(final))
+            return final
+        except KeyboardInterrupt:
+            self.writer.set_status("stopped", error="interrupted")
+            raise
+        except BaseException as e:
+            self.writer.set_status("failed", error=f"{type(e).__name__}: {e}",
+                                   traceback=traceback.format_exc()[-4000:])
+            raise
+
+    def _train_rl(self):
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        train = self.task.problems("train")
+        bar = tqdm(range(self.start_step, cfg.steps), desc=f"{cfg.method}", initial=self.start_step,
+                   total=cfg.steps, disable=not self.progress)
+        for step in bar:
+            record = self.rl_step(step, train)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+                record.update(self.eval_and_log(step + 1))
+            self.writer.log_metrics(record)
+            self.writer.set_status("running", step=step + 1)
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                self.save_checkpoint(step + 1)
+            bar.set_postfix(r1=f"{record['reward_t1']:.2f}", r2=f"{record.get('reward_t2', 0):.2f}",
+                            delta=f"{record.get('train_delta', 0):+.2f}",
+                            eval_delta=f"{self.last_eval.get('delta', 0):+.3f}" if hasattr(self, "last_eval") else "-")
+
+    def rl_step(self, step: int, train) -> dict:
+        """One on-policy REINFORCE step; returns its metrics record."""
+        cfg, stage = self.cfg, stage_of(self.cfg, step)
+        t0 = time.time()
+        problems = random.Random(step_seed(cfg, step)).sample(train, cfg.batch_prompts)
+        instr, _ = instructions_for(cfg, cfg.attempts)
+        episodes = rollout(self.model, self.tok, problems, instr, n=cfg.samples_per_prompt,
+                           temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                           seed=step_seed(cfg, step))
+        t1 = time.time()
+        grade(self.task, episodes)
+        rewards = torch.tensor([[a.reward for a in ep.attempts] for ep in episodes])
+        group = torch.tensor([i // cfg.samples_per_prompt for i in range(len(episodes))])
+        t2 = time.time()
+        # objective (Eq. 2-4): per-attempt shaped rewards, leave-one-out baseline, KL coefficients
+        shaped = objectives.shaped_rewards(stage, rewards, cfg.alpha)
+        adv = objectives.advantages(stage, rewards, group, cfg.alpha)
+        kl_coef = objectives.kl_coefficients(stage, cfg.attempts, cfg.beta1, cfg.beta2)
+        batch = collate(episodes, self.tok.pad_token_id)
+        device = self.accelerator.device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        self.model.train()
+        logits = self.model(**fwd).logits
+        ref_logits = self.reference.logits(**fwd)
+        loss, stats = reinforce_kl_loss(logits, ref_logits, batch, adv.to(device), kl_coef.to(device),
+                                        cfg.kl_estimator)
+        self.opt.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.opt.step()
+        t3 = time.time()
+        record = {"step": step + 1, "stage": stage, "time": round(time.time() - self.t0, 3), **stats,
+                  "grad_norm": float(grad_norm), "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2,
+                  "truncated_share": sum(a.truncated for ep in episodes for a in ep.attempts) / rewards.numel()}
+        for j in range(cfg.attempts):
+            record[f"reward_t{j + 1}"] = float(rewards[:, j].mean())
+            record[f"shaped_t{j + 1}"] = float(shaped[:, j].mean())
+        if cfg.attempts >= 2:
+            pm = pair_metrics(rewards[:, 0].bool().tolist(), rewards[:, 1].bool().tolist(),
+                              a1=[ep.attempts[0].answer for ep in episodes],
+                              a2=[ep.attempts[1].answer for ep in episodes])
+            record.update({f"train_{k}": pm[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c",
+                                                          "delta_c2i", "answer_change_rate")})
+        if cfg.trace_every and step % cfg.trace_every == 0:
+            self.writer.log_traces([episode_record(ep, step + 1, "train", stage, self.tok, adv[i], shaped[i])
+                                    for i, ep in enumerate(episodes[:cfg.traces_per_step])])
+        return record
+
+    # ---- evaluation, checkpoints ---------------------------------------------------------
+    def eval_and_log(self, step: int, final: bool = False) -> dict:
+        """Evaluate, write evals/<step>.json and test traces; returns eval_* keys for metrics.jsonl."""
+        metrics, episodes = evaluate(self.model, self.tok, self.task, self.cfg, seed=self.cfg.seed)
+        self.last_eval = metrics
+        self.writer.write_eval(step, {**metrics, "step": step, "outcomes": outcomes(episodes)})
+        self.writer.log_traces([episode_record(ep, step, "test", "eval") for ep in episodes[:16]])
+        flat = {f"eval_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        if final:
+            self.writer.log_metrics({"step": step, "stage": "final", "time": round(time.time() - self.t0, 3),
+                                     **flat})
+            return metrics
+        return flat
+
+    def save_checkpoint(self, step: int, final: bool = False):
+        """Weights (or adapter) with save_pretrained, optimiser state, step; COMPLETE marks it usable."""
+        path = checkpoint_dir(self.run_dir, step)
+        if path.exists():
+            shutil.rmtree(path)
+        model = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(path / "model", safe_serialization=True)
+        self.tok.save_pretrained(path / "model")
+        torch.save(self.opt.state_dict(), path / "optimizer.pt")
+        (path / "state.json").write_text(json.dumps({"step": step, "method": self.cfg.method}))
+        mark_checkpoint_complete(path)
+        done = sorted(p for p in path.parent.glob("step-*") if (p / "COMPLETE").exists())
+        for old in done[:-2]:  # keep the last two complete checkpoints
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _load_checkpoint(self):
+        from safetensors.torch import load_file
+
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            return  # nothing saved yet: start from the beginning
+        model = self.accelerator.unwrap_model(self.model)
+        if self.cfg.lora:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, load_file(path / "model" / "adapter_model.safetensors"))
+        else:
+            missing, unexpected = model.load_state_dict(load_file(path / "model" / "model.safetensors"),
+                                                        strict=False)
+            tied = {"lm_head.weight"}
+            if unexpected or set(missing) - tied:
+                raise RuntimeError(f"checkpoint {path}: weights do not match the model "
+                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            model.tie_weights()
+        self.opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        self.start_step = json.loads((path / "state.json").read_text())["step"]
+        self.writer.truncate_after(self.start_step)
+
+
+def _resolve_model(cfg: TrainConfig) -> str:
+    """'toy-base' becomes the cached base model of this toy world (built on first use)."""
+    if cfg.model != "toy-base":
+        return cfg.model
+    from .toy_base import ToyBaseConfig, build_toy_base
+
+    base = ToyBaseConfig(digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops,
+                         instruction=cfg.instruction, max_seconds=cfg.toy_base_seconds)
+    return str(build_toy_base(base))
+
+
+def _json_keys(metrics: dict) -> dict:
+    from .evaluate import JSON_KEYS
+
+    return {k: metrics.get(k) for k in JSON_KEYS}
+
+
+def _versions() -> dict:
+    import platform
+
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}

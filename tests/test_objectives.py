@@ -1,0 +1,154 @@
+"""The maths of the objectives: shaped rewards, baselines, and where the gradient flows.
+
+Gradients are read at the logits: d loss / d logits[b, t] is non-zero exactly where the token
+t + 1 is trained on. That tells, per token, which term of Eq. 2-4 reaches which attempt.
+"""
+import pytest
+import torch
+
+from score_lib import objectives as obj
+from score_lib.episodes import collate, teacher_forced
+from score_lib.losses import attempt_masks, kl_per_token, reinforce_kl_loss
+from score_lib.policy import toy_model, toy_tokenizer
+from score_lib.tasks.base import Problem
+
+ALPHA = 10.0
+OUTCOMES = {"i2c": (0.0, 1.0), "c2c": (1.0, 1.0), "c2i": (1.0, 0.0), "i2i": (0.0, 0.0)}
+
+
+def test_stage2_shaped_reward_table():
+    rewards = torch.tensor(list(OUTCOMES.values()))
+    shaped = obj.shaped_rewards("stage2", rewards, ALPHA)
+    expected = {"i2c": 1 + ALPHA, "c2c": 1.0, "c2i": -ALPHA, "i2i": 0.0}
+    for row, name in enumerate(OUTCOMES):
+        assert shaped[row, 1].item() == expected[name], name
+        assert shaped[row, 0].item() == rewards[row, 0].item()  # attempt 1 keeps r1 (Eq. 4)
+
+
+def test_per_attempt_credit_not_shared():
+    # a c->i episode: attempt 1 rewarded, attempt 2 punished; one shared scalar could not do both
+    shaped = obj.shaped_rewards("stage2", torch.tensor([[1.0, 0.0]]), ALPHA)
+    assert shaped[0, 0] > 0 > shaped[0, 1]
+    mt = obj.shaped_rewards("mt-rl", torch.tensor([[1.0, 0.0]]))
+    assert mt.tolist() == [[1.0, 0.0]]
+
+
+def test_stage1_reward_and_kl_assignment():
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert obj.reward_mask("stage1", 2).tolist() == [False, True]
+    assert obj.kl_coefficients("stage1", 2, 0.01, 0.1).tolist() == pytest.approx([0.1, 0.01])
+    assert obj.kl_coefficients("stage2", 2, 0.01, 0.1).tolist() == pytest.approx([0.01, 0.01])
+    adv = obj.advantages("stage1", rewards, torch.tensor([0, 1]), ALPHA)
+    assert adv[:, 0].abs().sum() == 0 and adv[:, 1].tolist() == [0.0, 1.0]
+
+
+def test_leave_one_out_baseline():
+    shaped = torch.tensor([[1.0], [0.0], [0.0], [1.0], [5.0]])
+    group = torch.tensor([0, 0, 0, 1, 2])
+    base = obj.leave_one_out(shaped, group)
+    assert base[:, 0].tolist() == pytest.approx([0.0, 0.5, 0.5, 0.0, 0.0])
+    # n = 1 per prompt: no baseline at all
+    assert obj.leave_one_out(shaped, torch.arange(5)).abs().sum() == 0
+
+
+def test_bad_method_and_shapes_are_named():
+    with pytest.raises(ValueError, match="unknown RL method 'ppo'"):
+        obj.shaped_rewards("ppo", torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="attempts=1"):
+        obj.shaped_rewards("st-rl", torch.zeros(1, 2))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = toy_tokenizer()
+    model = toy_model(tok, hidden=32, layers=2, heads=2, seed=1)
+    ref = toy_model(tok, hidden=32, layers=2, heads=2, seed=2)  # differs, so the KL is non-zero
+    texts = [("1+2", ["1+2=3#3", "1+2=4#4"]), ("7-5+1", ["7-5=2;2+1=3#3", "7-5=2#2"])]
+    eps = [teacher_forced(tok, Problem(id=p, prompt=p, answer=""), t, "Check.") for p, t in texts]
+    batch = collate(eps, tok.pad_token_id)
+    return model, ref, batch
+
+
+def _logit_grad(model, ref, batch, method, adv, beta1=0.01, beta2=0.1):
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = out.detach().requires_grad_(True)
+    with torch.no_grad():
+        ref_logits = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    coef = obj.kl_coefficients(method, 2, beta1, beta2)
+    loss, _ = reinforce_kl_loss(logits, ref_logits, batch, adv, coef)
+    loss.backward()
+    return logits.grad[:, :-1].abs().sum(-1)  # [B, L-1]: gradient reaching the prediction of token t+1
+
+
+def test_masks_cover_exactly_the_attempt_tokens(tiny):
+    _, _, batch = tiny
+    masks = attempt_masks(batch["attempt_index"], 2)
+    ids = batch["input_ids"][:, 1:]
+    tok = toy_tokenizer()
+    for b in range(ids.shape[0]):
+        a1 = tok.decode(ids[b][masks[0, b].bool()])
+        a2 = tok.decode(ids[b][masks[1, b].bool()])
+        assert a1.endswith("<|end|>") and a2.endswith("<|end|>")
+        assert "Check." not in a1 + a2 and "<|user|>" not in a1 + a2 and "<pad>" not in a1 + a2
+    assert (masks[0] * masks[1]).sum() == 0
+
+
+def test_stage1_gradients_flow_where_eq3_says(tiny):
+    model, ref, batch = tiny
+    masks = attempt_masks(batch["attempt_index"], 2)
+    context = (masks.sum(0) == 0)
+    # KL term alone (no reward): beta2 KL reaches attempt-1 tokens, beta1 KL attempt-2 tokens
+    g_kl = _logit_grad(model, ref, batch, "stage1", torch.zeros(2, 2), beta1=0.0, beta2=0.1)
+    assert (g_kl[masks[0].bool()] > 0).all(), "the beta2 KL term must have a gradient on attempt 1"
+    assert g_kl[masks[1].bool()].sum() == 0 and g_kl[context].sum() == 0
+    # reward term alone (betas 0): only attempt-2 tokens
+    adv = obj.advantages("stage1", torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 1]), ALPHA)
+    g_pg = _logit_grad(model, ref, batch, "stage1", adv, beta1=0.0, beta2=0.0)
+    assert (g_pg[masks[1].bool()] > 0).any() and g_pg[masks[0].bool()].sum() == 0
+    assert g_pg[context].sum() == 0, "prompt, instruction and padding must get exactly zero gradient"
+    g_all = _logit_grad(model, ref, batch, "stage1", adv)
+    assert g_all[context].sum() == 0
+
+
+def test_stage2_both_attempts_get_reward_gradient(tiny):
+    model, ref, batch = tiny
+    masks = attempt_masks(batch["attempt_index"], 2)
+    adv = obj.advantages("stage2", torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([0, 1]), ALPHA)
+    g = _logit_grad(model, ref, batch, "stage2", adv, beta1=0.0)
+    for j in range(2):
+        for b in range(2):
+            assert g[b][masks[j, b].bool()].sum() > 0, (j, b)
+    assert g[masks.sum(0) == 0].sum() == 0
+
+
+def test_policy_gradient_is_reinforce(tiny):
+    """d/dlogits of -A log softmax(z)[x] is -A (onehot(x) - softmax(z)) / N at every trained token."""
+    model, ref, batch = tiny
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits.detach().requires_grad_(True)
+    adv = torch.tensor([[0.5, -2.0], [1.5, 3.0]])
+    loss, _ = reinforce_kl_loss(logits, logits.detach(), batch, adv, torch.zeros(2))
+    loss.backward()
+    masks = attempt_masks(batch["attempt_index"], 2)
+    probs = torch.softmax(logits.detach()[:, :-1], -1)
+    onehot = torch.nn.functional.one_hot(batch["input_ids"][:, 1:], probs.shape[-1]).float()
+    weight = (adv.T[:, :, None] * masks).sum(0)  # [B, T]
+    expected = -weight[..., None] * (onehot - probs) / 2
+    torch.testing.assert_close(logits.grad[:, :-1], expected, atol=1e-6, rtol=1e-5)
+
+
+def test_kl_has_gradient_and_is_exact(tiny):
+    model, ref, batch = tiny
+    ids = batch["input_ids"]
+    logits = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits
+    ref_logits = ref(input_ids=ids, attention_mask=batch["attention_mask"]).logits.detach()
+    kl = kl_per_token(logits, ref_logits, ids, "full")
+    expected = torch.nn.functional.kl_div(torch.log_softmax(ref_logits[:, :-1], -1),
+                                          torch.log_softmax(logits[:, :-1], -1), log_target=True,
+                                          reduction="none").sum(-1)
+    torch.testing.assert_close(kl, expected, atol=1e-5, rtol=1e-4)
+    assert kl.requires_grad and (kl > 0).all()
+    kl.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    same = kl_per_token(ref_logits, ref_logits, ids, "k3")
+    assert same.abs().max() < 1e-6
