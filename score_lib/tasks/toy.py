@@ -33,7 +33,7 @@ class ToyWorld:
 
     digits: int = 1
     """Digits per operand (1 = operands 1..9)."""
-    n_ops: int = 4
+    n_ops: int = 3
     """Operations per problem (the number of solution steps)."""
     ops: str = "+-"
     """Operators to draw from; '*' is allowed (then the prompt brackets the chain)."""
