@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings(p)
     p.add_argument("--json", metavar="FILE", help="write the metrics here")
 
+    p = sub.add_parser("ablate", help="every method of the paper's tables on one world, several seeds")
+    p.add_argument("--preset", default="toy", help="world preset: toy or toy-hard")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per method")
+    p.add_argument("--methods", help="comma-separated subset (default: all)")
+    _add_settings(p)
+    p.add_argument("--out", help="folder for the run directories (default runs/ablate-<world>-<time>)")
+    p.add_argument("--workers", type=int, help="runs in parallel (default: min(2, cores))")
+    p.add_argument("--json", metavar="FILE", help="write {method: {metric: {mean, std, per_seed}}} here")
+    p.add_argument("--md", metavar="FILE", help="write the markdown table here")
+
     p = sub.add_parser("runs", help="list the runs in the run store")
     p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
     return ap
@@ -125,6 +135,27 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from .ablate import markdown, run_ablation
+
+    for o in args.overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r}: expected key=value")
+    build_config(None, args.overrides)  # refuse a bad key or value before any run starts
+    try:
+        results = run_ablation(args.preset, args.seeds, Path(args.out) if args.out else None,
+                               args.methods.split(",") if args.methods else None, args.overrides, args.workers)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    table = markdown(results)
+    print(table)
+    if args.md:
+        Path(args.md).write_text(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def cmd_runs(args) -> int:
     from .runs import list_runs, runs_root
 
@@ -148,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     transformers.logging.disable_progress_bar()  # our own bars say what is happening
-    handler = {"toy-base": cmd_toy_base, "train": cmd_train, "eval": cmd_eval, "runs": cmd_runs}[args.cmd]
+    handler = {"toy-base": cmd_toy_base, "train": cmd_train, "eval": cmd_eval, "ablate": cmd_ablate,
+               "runs": cmd_runs}[args.cmd]
     try:
         return handler(args)
     except (ConfigError, FileNotFoundError, RunStoreError) as e:

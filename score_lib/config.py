@@ -7,7 +7,8 @@ from dataclasses import dataclass, fields
 from .toy_base import TOY_INSTRUCTION
 
 METHODS = ("score", "stage1", "stage2", "mt-rl", "st-rl", "star", "star-plus", "pair-sft",
-           "pair-sft-plus", "self-refine")
+           "pair-sft-plus", "self-refine", "eval")
+EVAL_ONLY = ("self-refine", "eval")
 RL_FAMILY = ("score", "stage1", "stage2", "mt-rl", "st-rl")
 SFT_FAMILY = ("star", "star-plus", "pair-sft", "pair-sft-plus")
 
@@ -17,7 +18,8 @@ class TrainConfig:
     """Everything a run needs; written whole to the run's config.json."""
 
     method: str = "score"
-    """score (Stage I then II), stage1, stage2, mt-rl, st-rl, star, star-plus, pair-sft, pair-sft-plus, self-refine."""
+    """score (Stage I then II), stage1, stage2, mt-rl, st-rl, star, star-plus, pair-sft, pair-sft-plus,
+    self-refine (prompting only), eval (no training: evaluate the model as it is)."""
     task: str = "toy"
     """Task name (toy)."""
     model: str = "toy-base"
@@ -28,6 +30,8 @@ class TrainConfig:
     """Optimiser steps in total (for score: Stage I plus Stage II)."""
     stage1_steps: int = 80
     """Steps of Stage I when method is score; the rest is Stage II."""
+    stage2: str = "rl"
+    """Stage II of score: rl (Eq. 4) or star (the "STaR instead of REINFORCE in Stage II" ablation)."""
     batch_prompts: int = 16
     """Problems per step."""
     samples_per_prompt: int = 4
@@ -114,6 +118,7 @@ PRESETS: dict[str, dict] = {
     "toy-pair-sft": {"method": "pair-sft", "sft_iterations": 1},
     "toy-pair-sft-plus": {"method": "pair-sft-plus", "sft_iterations": 1},
     "toy-self-refine": {"method": "self-refine", "steps": 0},
+    "toy-eval": {"method": "eval", "steps": 0},
 }
 
 
@@ -146,6 +151,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("setting 'attempts': st-rl trains a single attempt, set attempts=1")
     if cfg.method != "st-rl" and not 2 <= cfg.attempts <= 5:
         raise ConfigError(f"setting 'attempts': must be 2..5 for {cfg.method}, got {cfg.attempts}")
+    if cfg.stage2 not in ("rl", "star"):
+        raise ConfigError(f"setting 'stage2': rl or star, got {cfg.stage2!r}")
     if cfg.kl_estimator not in ("full", "k3", "k1"):
         raise ConfigError(f"setting 'kl_estimator': one of full, k3, k1, got {cfg.kl_estimator!r}")
     for name in ("steps", "stage1_steps", "eval_every", "checkpoint_every", "trace_every"):

@@ -129,6 +129,34 @@ def rollout(model, tokenizer, problems: list[Problem], instructions: list[str], 
             for i, (p, s) in enumerate(rows)]
 
 
+@torch.no_grad()
+def continue_episodes(model, tokenizer, episodes: list[Episode], instruction: str, temperature: float = 1.0,
+                      greedy: bool = False, max_new_tokens: int = 64, seed: int | None = None) -> list[Episode]:
+    """One more attempt after GIVEN earlier attempts (not the model's own): offline repair, and the
+    distribution-shift probe. Each row's context differs, so it is encoded afresh."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    stops = stop_ids(model, tokenizer)
+    glue = glue_ids(tokenizer, instruction)
+    contexts = []
+    for ep in episodes:
+        ctx = list(ep.prompt_ids)
+        for j, att in enumerate(ep.attempts):
+            ctx += ep.glue_ids[j] + att.ids
+        contexts.append(ctx + glue)
+    stream = _Stream(model, contexts, tokenizer.pad_token_id)
+    ids, lps, trunc = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen, feed_last=False)
+    model.train(was_training)
+    out = []
+    for i, ep in enumerate(episodes):
+        text = tokenizer.decode([t for t in ids[i] if t not in stops], skip_special_tokens=True)
+        new = Attempt(ids=ids[i], logprobs=lps[i], text=text, truncated=trunc[i])
+        out.append(Episode(problem=ep.problem, prompt_ids=ep.prompt_ids, glue_ids=ep.glue_ids + [glue],
+                           attempts=[*ep.attempts, new], sample=ep.sample))
+    return out
+
+
 def grade(task, episodes: list[Episode]) -> list[Episode]:
     """Fill each graded attempt's answer and oracle reward."""
     for ep in episodes:

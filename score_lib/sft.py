@@ -17,7 +17,7 @@ import time
 
 from .episodes import Attempt, Episode
 from .losses import sft_loss
-from .rollout import grade, rollout
+from .rollout import continue_episodes, grade, rollout
 from .trainer import step_seed
 
 
@@ -53,13 +53,13 @@ def pair_dataset(first_attempts: list[Episode], plus: bool, glue: list[int], see
     return pairs
 
 
-def _collect(trainer, round_idx: int, steps: int, attempts: int) -> list[Episode]:
+def _collect(trainer, round_idx: int, steps: int, attempts: int, first_step: int = 0) -> list[Episode]:
     """Sample `steps` batches of episodes, as RL would in the same number of steps."""
     cfg = trainer.cfg
     train = trainer.task.problems("train")
     out = []
     for s in range(steps):
-        seed = step_seed(cfg, round_idx * steps + s)
+        seed = step_seed(cfg, first_step + round_idx * steps + s)
         problems = random.Random(seed).sample(train, cfg.batch_prompts)
         out += rollout(trainer.model, trainer.tok, problems, [cfg.instruction] * (attempts - 1),
                        n=cfg.samples_per_prompt, temperature=cfg.temperature,
@@ -67,27 +67,60 @@ def _collect(trainer, round_idx: int, steps: int, attempts: int) -> list[Episode
     return grade(trainer.task, out)
 
 
-def train_sft(trainer) -> None:
-    """Run the configured SFT baseline, logging one metrics line per optimiser step."""
+def fixed_first_attempts(trainer, n: int = 128) -> list[Episode]:
+    """First attempts of the model as it is now (the base model, before Pair-SFT trains) on test
+    problems; kept fixed for the distribution-shift probe."""
+    cfg = trainer.cfg
+    eps = rollout(trainer.model, trainer.tok, trainer.task.problems("test", n), [], n=1,
+                  temperature=cfg.eval_temperature, greedy=cfg.eval_greedy,
+                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    return grade(trainer.task, eps)
+
+
+def shift_probe(trainer, fixed: list[Episode]) -> dict:
+    """The paper's Fig. 5: second-attempt accuracy after FIXED base-model first attempts vs after
+    the model's OWN first attempts, on the same problems. A gap means the SFT model learned to
+    correct the base model's mistakes but not its own (distribution shift)."""
+    cfg = trainer.cfg
+    kw = dict(temperature=cfg.eval_temperature, greedy=cfg.eval_greedy, max_new_tokens=cfg.max_new_tokens,
+              seed=cfg.seed)
+    on_fixed = grade(trainer.task, continue_episodes(trainer.model, trainer.tok, fixed, cfg.instruction, **kw))
+    own = grade(trainer.task, rollout(trainer.model, trainer.tok, [e.problem for e in fixed],
+                                      [cfg.instruction], **kw))
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {"shift_fixed_acc_t1": mean([e.attempts[0].correct for e in fixed]),
+            "shift_fixed_acc_t2": mean([e.attempts[1].correct for e in on_fixed]),
+            "shift_own_acc_t1": mean([e.attempts[0].correct for e in own]),
+            "shift_own_acc_t2": mean([e.attempts[1].correct for e in own])}
+
+
+def train_sft(trainer, method: str | None = None, first_step: int = 0) -> None:
+    """Run an SFT baseline over steps [first_step, cfg.steps), one metrics line per optimiser step.
+
+    `first_step` > 0 runs STaR as Stage II after an RL Stage I (the "STaR in Stage II" ablation).
+    """
     from tqdm import tqdm
 
     from .episodes import collate, glue_ids
 
     cfg = trainer.cfg
-    pair = cfg.method.startswith("pair-sft")
-    plus = cfg.method.endswith("plus")
-    rounds = 1 if pair else max(1, cfg.sft_iterations)
-    per_round = max(1, cfg.steps // rounds)
+    method = method or cfg.method
+    pair = method.startswith("pair-sft")
+    plus = method.endswith("plus")
+    budget = cfg.steps - first_step
+    rounds = 1 if pair else max(1, min(cfg.sft_iterations, budget))
+    per_round = max(1, budget // rounds)
     glue = glue_ids(trainer.tok, cfg.instruction)
-    step = trainer.start_step
-    bar = tqdm(total=cfg.steps, initial=step, desc=cfg.method, disable=not trainer.progress)
-    for r in range(step // per_round, rounds):
+    step = max(trainer.start_step, first_step)
+    fixed = fixed_first_attempts(trainer) if pair and cfg.eval_every else None
+    bar = tqdm(total=cfg.steps, initial=step, desc=method, disable=not trainer.progress)
+    for r in range((step - first_step) // per_round, rounds):
         if pair:
-            data = pair_dataset(_collect(trainer, r, per_round, 1), plus, glue, cfg.seed)
+            data = pair_dataset(_collect(trainer, r, per_round, 1, first_step), plus, glue, cfg.seed)
         else:
-            data = star_dataset(_collect(trainer, r, per_round, 2), plus)
+            data = star_dataset(_collect(trainer, r, per_round, 2, first_step), plus)
         rng = random.Random(step_seed(cfg, r))
-        for _ in range(per_round if r < rounds - 1 else cfg.steps - step):
+        for _ in range(per_round if r < rounds - 1 else cfg.steps - step):  # last round takes the rest
             if not data:
                 trainer.writer.log_metrics({"step": step + 1, "stage": f"round{r + 1}", "sft_examples": 0,
                                             "time": round(time.time() - trainer.t0, 3)})
@@ -108,6 +141,8 @@ def train_sft(trainer) -> None:
                       "time": round(time.time() - trainer.t0, 3)}
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 record.update(trainer.eval_and_log(step))
+            if pair and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                record.update(shift_probe(trainer, fixed))
             trainer.writer.log_metrics(record)
             trainer.writer.set_status("running", step=step)
             bar.update(1)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import objectives
-from .config import SFT_FAMILY, TrainConfig, as_dict
+from .config import EVAL_ONLY, SFT_FAMILY, TrainConfig, as_dict
 from .episodes import collate
 from .evaluate import evaluate, instructions_for, outcomes
 from .losses import reinforce_kl_loss
@@ -88,14 +88,19 @@ class Trainer:
         cfg = self.cfg
         self.writer.set_status("running", step=self.start_step)
         try:
-            if cfg.method in SFT_FAMILY:
-                from .sft import train_sft
+            from .sft import train_sft
 
+            if cfg.method in SFT_FAMILY:
                 train_sft(self)
-            elif cfg.method != "self-refine":
+            elif cfg.method == "score" and cfg.stage2 == "star":
+                self._train_rl(until=cfg.stage1_steps)  # Stage I as usual, then STaR instead of Eq. 4
+                for group in self.opt.param_groups:
+                    group["lr"] = cfg.sft_lr
+                train_sft(self, "star", first_step=cfg.stage1_steps)
+            elif cfg.method not in EVAL_ONLY:
                 self._train_rl()
             final = self.eval_and_log(cfg.steps, final=True)
-            if cfg.steps > 0 and cfg.method != "self-refine":
+            if cfg.steps > 0 and cfg.method not in EVAL_ONLY:
                 self.save_checkpoint(cfg.steps, final=True)
             self.writer.set_status("finished", step=cfg.steps, final=_json_keys(final))
             return final
@@ -107,13 +112,14 @@ class Trainer:
                                    traceback=traceback.format_exc()[-4000:])
             raise
 
-    def _train_rl(self):
+    def _train_rl(self, until: int | None = None):
         from tqdm import tqdm
 
         cfg = self.cfg
+        until = cfg.steps if until is None else until
         train = self.task.problems("train")
-        bar = tqdm(range(self.start_step, cfg.steps), desc=f"{cfg.method}", initial=self.start_step,
-                   total=cfg.steps, disable=not self.progress)
+        bar = tqdm(range(self.start_step, until), desc=f"{cfg.method}", initial=self.start_step,
+                   total=until, disable=not self.progress)
         for step in bar:
             record = self.rl_step(step, train)
             if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:

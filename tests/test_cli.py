@@ -104,3 +104,20 @@ def test_resume_matches_uninterrupted_run(tiny_base, tmp_path, monkeypatch):
     score("train", "--resume", str(crashing), "--quiet")
     assert read_status(crashing)["state"] == "finished"
     assert _stable(read_metrics(crashing)) == _stable(read_metrics(tmp_path / "whole"))
+
+
+def test_ablate_aggregates_seeds(tiny_base, tmp_path):
+    out = score("ablate", "--methods", "base,st-rl,star-stage2", "--seeds", "2", *_sets(*TINY),
+                "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"), "--md", str(tmp_path / "abl.md"))
+    results = json.loads((tmp_path / "abl.json").read_text())
+    assert set(results) == {"base", "st-rl", "star-stage2", "_meta"}
+    for key in ("base", "st-rl", "star-stage2"):
+        row = results[key]
+        for metric in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_rate",
+                       "edit_ratio_zero_share"):
+            assert len(row[metric]["per_seed"]) == 2
+            assert row[metric]["mean"] == pytest.approx(sum(row[metric]["per_seed"]) / 2)
+        assert row["delta"]["mean"] == pytest.approx(row["delta_i2c"]["mean"] - row["delta_c2i"]["mean"])
+    stages = {m["stage"] for m in read_metrics(tmp_path / "abl" / "star-stage2-s0")}
+    assert "stage1" in stages and any(s.startswith("round") for s in stages)  # RL Stage I, then STaR
+    assert "SCoRe, STaR in Stage II" in (tmp_path / "abl.md").read_text() and "Base model" in out.stdout

@@ -1,0 +1,160 @@
+"""`score ablate`: every method of the paper's Tables 1, 2 and 4 on one world, several seeds.
+
+Each method is a config, not a code path (DESIGN.md): the same steps, the same samples per step
+and the same evaluation for all of them. Runs are independent `score train` processes, two at a
+time on two cores, each writing a normal run directory, so the app and the notebooks can open any
+of them; this module only aggregates their final evaluations.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .metrics import mean_std
+
+# method key -> (label in tables, overrides on top of the world preset)
+ABLATIONS: dict[str, tuple[str, dict]] = {
+    "base": ("Base model", {"method": "eval", "steps": 0}),
+    "self-refine": ("Self-Refine (prompting)", {"method": "self-refine", "steps": 0}),
+    "star": ("STaR", {"method": "star"}),
+    "star-plus": ("STaR+", {"method": "star-plus"}),
+    "pair-sft": ("Pair-SFT", {"method": "pair-sft"}),
+    "pair-sft-plus": ("Pair-SFT+", {"method": "pair-sft-plus"}),
+    "st-rl": ("Single-turn RL", {"method": "st-rl", "attempts": 1}),
+    "mt-rl": ("Multi-turn RL", {"method": "mt-rl"}),
+    "no-stage1": ("SCoRe w/o Stage I", {"method": "stage2"}),
+    "no-shaping": ("SCoRe w/o reward shaping", {"method": "score", "alpha": 0}),
+    "star-stage2": ("SCoRe, STaR in Stage II", {"method": "score", "stage2": "star"}),
+    "score": ("SCoRe", {"method": "score"}),
+}
+
+# world presets: settings shared by every method of an ablation
+WORLDS: dict[str, dict] = {
+    "toy": {},
+    "toy-hard": {"toy_n_ops": 4},
+}
+
+# the paper's numbers for the same rows (MATH500 Table 2 and MATH Table 4), for side-by-side tables
+PAPER = {
+    "base": (52.6, 41.4, -11.2, 4.6, 15.8), "self-refine": (52.8, 51.8, -1.0, 3.2, 4.2),
+    "star": (55.4, 41.2, -14.2, 5.4, 19.6), "star-plus": (53.6, 54.0, 0.4, 2.6, 2.2),
+    "pair-sft": (52.4, 54.2, 1.8, 5.4, 3.6), "pair-sft-plus": (55.0, 55.0, 0.0, 0.0, 0.0),
+    "st-rl": (61.8, 59.4, -2.4, None, None), "no-stage1": (59.2, 61.4, 2.2, None, None),
+    "no-shaping": (60.0, 62.6, 2.6, None, None), "star-stage2": (56.2, 58.4, 2.2, None, None),
+    "score": (60.0, 64.4, 4.4, 5.8, 1.4),
+}
+KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_rate",
+        "edit_ratio_zero_share", "n_problems")
+
+
+def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str]) -> list[str]:
+    settings = {**WORLDS[world], **ABLATIONS[key][1], "seed": seed}
+    args = [sys.executable, "-m", "score_lib.cli", "train", "--preset", "toy-score", "--quiet", "--out", str(out / f"{key}-s{seed}"),
+            "--json", str(out / f"{key}-s{seed}.json")]
+    for k, v in settings.items():
+        args += ["--set", f"{k}={v}"]
+    for e in extra:
+        args += ["--set", e]
+    return args
+
+
+def _run_job(args: list[str], log: Path, threads: int) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(log, "w") as f:
+        return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, methods: list[str] | None = None,
+                 extra: list[str] | None = None, workers: int | None = None, progress: bool = True) -> dict:
+    """Train and evaluate every method for every seed; returns the aggregated results."""
+    from tqdm import tqdm
+
+    from .config import build_config
+    from .trainer import _resolve_model
+
+    if world not in WORLDS:
+        raise ValueError(f"ablate: unknown world preset {world!r} (one of {', '.join(WORLDS)})")
+    methods = methods or list(ABLATIONS)
+    bad = [m for m in methods if m not in ABLATIONS]
+    if bad:
+        raise ValueError(f"ablate: unknown method(s) {', '.join(bad)} (known: {', '.join(ABLATIONS)})")
+    extra = extra or []
+    out = Path(out or f"runs/ablate-{world}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    # build the shared base model once, before parallel jobs could race to build it
+    base_cfg = build_config(None, {**{k: str(v) for k, v in WORLDS[world].items()},
+                                   **dict(e.split("=", 1) for e in extra)})
+    _resolve_model(base_cfg)
+    workers = workers or max(1, min(2, os.cpu_count() or 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [(m, s) for s in range(seeds) for m in methods]
+    start = time.time()
+    failed = []
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(jobs), desc=f"ablate {world}",
+                                                    disable=not progress) as bar:
+        futures = {pool.submit(_run_job, _job_args(world, m, s, out, extra), out / f"{m}-s{s}.log", threads):
+                   (m, s) for m, s in jobs}
+        for fut in futures:
+            m, s = futures[fut]
+            if fut.result() != 0:
+                failed.append(f"{m}-s{s} (log: {out / f'{m}-s{s}.log'})")
+            bar.update(1)
+            bar.set_postfix(last=f"{m}-s{s}")
+    if failed:
+        raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(failed)}")
+    results = aggregate(out, methods, seeds)
+    results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
+                        "runs": str(out), "eval": _eval_protocol(out, methods[0])}
+    return results
+
+
+def _eval_protocol(out: Path, key: str) -> str:
+    cfg = json.loads((out / f"{key}-s0" / "config.json").read_text())
+    if cfg["eval_greedy"]:
+        return f"greedy, {cfg['eval_problems']} test problems"
+    return (f"{cfg['eval_samples']} samples per problem at temperature {cfg['eval_temperature']}, "
+            f"{cfg['eval_problems']} test problems")
+
+
+def aggregate(out: Path, methods: list[str], seeds: int) -> dict:
+    """{method: {metric: {"mean", "std", "per_seed"}}} from the runs' final --json files, plus the
+    sampling standard error of Delta and the final edit-ratio histogram of seed 0."""
+    results = {}
+    for m in methods:
+        per_seed = [json.loads((out / f"{m}-s{s}.json").read_text()) for s in range(seeds)]
+        row = {k: mean_std([r[k] for r in per_seed]) for k in KEYS if k != "n_problems"}
+        n = sum(r["n_problems"] for r in per_seed)
+        flips = row["delta_i2c"]["mean"] + row["delta_c2i"]["mean"]
+        # Delta is a mean of per-episode differences in {-1, 0, 1}: its variance is flips - delta^2
+        row["delta_stderr"] = max(0.0, flips - row["delta"]["mean"] ** 2) ** 0.5 / n ** 0.5
+        row["n_problems"] = per_seed[0]["n_problems"]
+        evals = sorted((out / f"{m}-s0" / "evals").glob("*.json"))
+        if evals:
+            row["edit_ratio_hist"] = json.loads(evals[-1].read_text()).get("edit_ratio_hist")
+        results[m] = row
+    return results
+
+
+def markdown(results: dict) -> str:
+    """The paper-style table: mean ± std over seeds, with the paper's numbers beside ours."""
+    meta = results.get("_meta", {})
+    lines = [f"World `{meta.get('world')}`, {meta.get('seeds')} seeds, evaluation: {meta.get('eval')}; "
+             f"wall time {meta.get('wall_seconds')} s. Values are fractions of all test episodes; "
+             "SE is the sampling standard error of Delta over the pooled seeds.", "",
+             "| method | Acc@t1 | Acc@t2 | Delta (SE) | i->c | c->i | answer changed | y2 unchanged | paper t1 / t2 / Delta |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, row in results.items():
+        if key.startswith("_"):
+            continue
+        f = lambda k: f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}"  # noqa: E731
+        paper = PAPER.get(key)
+        ptxt = f"{paper[0]} / {paper[1]} / {paper[2]:+}" if paper else "-"
+        lines.append(f"| {ABLATIONS[key][0]} | {f('acc_t1')} | {f('acc_t2')} | {row['delta']['mean']:+.3f} ± "
+                     f"{row['delta']['std']:.3f} ({row['delta_stderr']:.3f}) | {f('delta_i2c')} | {f('delta_c2i')} | "
+                     f"{f('answer_change_rate')} | {f('edit_ratio_zero_share')} | {ptxt} |")
+    return "\n".join(lines) + "\n"
