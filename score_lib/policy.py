@@ -80,6 +80,9 @@ def load_policy(spec: str, dtype: torch.dtype | None = None):
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"toy base model not found at {path}: run `score toy-base` first")
         spec = str(path)
+    from .models import resolve  # imported here: models -> toy_base -> policy
+
+    spec = resolve(spec)  # a registered name (smollm2-135m) -> its local file; never downloads
     kwargs = {"dtype": dtype or torch.float32}
     gguf = _gguf_location(spec)
     if gguf:

@@ -158,10 +158,14 @@ def continue_episodes(model, tokenizer, episodes: list[Episode], instruction: st
 
 
 def grade(task, episodes: list[Episode]) -> list[Episode]:
-    """Fill each graded attempt's answer and oracle reward."""
-    for ep in episodes:
-        for att in ep.attempts:
-            if att.graded:
-                att.answer = task.extract_answer(att.text)
-                att.reward = float(task.grade(att.text, ep.problem))
+    """Fill each graded attempt's answer and oracle reward (in one batch when the task can:
+    code tasks run their sandboxed tests concurrently)."""
+    todo = [(att, ep.problem) for ep in episodes for att in ep.attempts if att.graded]
+    if hasattr(task, "grade_many"):
+        rewards = task.grade_many([a.text for a, _ in todo], [p for _, p in todo])
+    else:
+        rewards = [task.grade(a.text, p) for a, p in todo]
+    for (att, _), r in zip(todo, rewards):
+        att.answer = task.extract_answer(att.text)
+        att.reward = float(r)
     return episodes

@@ -53,11 +53,15 @@ class ToyBaseConfig:
     batch_size: int = 32
     """Conversations per optimiser step."""
     lr: float = 3e-3
-    """Peak AdamW learning rate (linear warm-up, cosine decay over max_steps)."""
-    max_steps: int = 600
+    """AdamW learning rate (linear warm-up, then constant: see lr_decay)."""
+    lr_decay: bool = False
+    """Cosine-decay the learning rate to 0 by max_steps. Off by default: an annealed model is sharp
+    (87% at temperature 1 after 600 steps); an unannealed one knows the steps (74% greedy) but samples
+    wrong digits at temperature 1 (about 60%), like a base model that is not yet confident."""
+    max_steps: int = 640
     """Optimiser steps (about 150 s on 2 idle cores); the model is the same on any machine."""
-    max_seconds: float = 600.0
-    """Wall-clock safety cap; training stops early when it is reached (tests use a few seconds)."""
+    max_seconds: float = 1800.0
+    """Wall-clock safety cap only (a busy machine is slower, not different); tests use a few seconds."""
     seed: int = 0
     """Seed of the corpus and the initial weights."""
 
@@ -102,6 +106,8 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     def lr_at(step):
         if step < warmup:
             return cfg.lr * (step + 1) / warmup
+        if not cfg.lr_decay:
+            return cfg.lr
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.max_steps - warmup)))
 
     model.train()

@@ -9,6 +9,7 @@ resumed from a checkpoint replays exactly the steps an uninterrupted run would h
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -68,8 +69,9 @@ class Trainer:
         self.writer = RunWriter(run_dir, {**as_dict(cfg), "versions": _versions()}, resume=resume)
         self.run_dir = Path(run_dir)
         self.task = make_task(cfg)
+        self.eval_task = make_task(dataclasses.replace(cfg, task=cfg.eval_task)) if cfg.eval_task else self.task
         torch.manual_seed(cfg.seed)
-        model, self.tok = load_policy(_resolve_model(cfg))
+        model, self.tok = load_policy(_resolve_model(cfg), dtype=_dtype(cfg))
         if cfg.lora:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
         if cfg.gradient_checkpointing:
@@ -184,7 +186,7 @@ class Trainer:
     # ---- evaluation, checkpoints ---------------------------------------------------------
     def eval_and_log(self, step: int, final: bool = False) -> dict:
         """Evaluate, write evals/<step>.json and test traces; returns eval_* keys for metrics.jsonl."""
-        metrics, episodes = evaluate(self.model, self.tok, self.task, self.cfg, seed=self.cfg.seed)
+        metrics, episodes = evaluate(self.model, self.tok, self.eval_task, self.cfg, seed=self.cfg.seed)
         self.last_eval = metrics
         self.writer.write_eval(step, {**metrics, "step": step, "outcomes": outcomes(episodes)})
         self.writer.log_traces([episode_record(ep, step, "test", "eval") for ep in episodes[:16]])
@@ -243,6 +245,13 @@ def _resolve_model(cfg: TrainConfig) -> str:
     base = ToyBaseConfig(digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops,
                          instruction=cfg.instruction, max_seconds=cfg.toy_base_seconds)
     return str(build_toy_base(base))
+
+
+def _dtype(cfg: TrainConfig) -> torch.dtype:
+    """bf16 on GPU, fp32 on CPU unless the config names one."""
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, cfg.dtype)
 
 
 def _json_keys(metrics: dict) -> dict:

