@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
+from _common import LoadMeter, merge_results
 from score_lib.config import build_config
 from score_lib.toy_base import toy_base_path
 from score_lib.trainer import Trainer
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
 PARTS = ("t_generate", "t_score", "t_update")
 WARMUP = 2
 
@@ -47,7 +47,8 @@ def main():
         t0 = time.time()
         trainer = Trainer(cfg, run_dir, progress=False)  # builds the toy base here if it is missing
         t_setup = time.time() - t0
-        trainer.run()
+        with LoadMeter() as load:
+            trainer.run()
         lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     steps = [r for r in map(json.loads, lines) if "t_generate" in r]
     kept = steps[WARMUP:]
@@ -64,7 +65,7 @@ def main():
         "share": {p[2:]: round(v / total, 3) for p, v in med.items()},
         "median_step_seconds": round(step_med, 3),
         "first_step_seconds": round(sum(steps[0][p] for p in PARTS), 3),
-        "setup_seconds": round(t_setup, 1),
+        "setup_seconds": round(t_setup, 1), "other_procs_cores": load.other_cores,
         "per_step": [{"step": r["step"], "stage": r["stage"], **{p[2:]: round(r[p], 4) for p in PARTS}}
                      for r in steps],
     }
@@ -74,11 +75,11 @@ def main():
     for p in PARTS:
         print(f"| {p[2:]} | {med[p]:.3f} | {med[p] / total:.0%} |")
     print(f"| step (median of sums) | {step_med:.3f} | |")
-    print(f"first step {res['first_step_seconds']} s; trainer set-up {res['setup_seconds']} s")
-    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    merged["rl_step"] = res
-    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
-    print(f"wrote rl_step to {RESULTS}")
+    print(f"first step {res['first_step_seconds']} s; trainer set-up {res['setup_seconds']} s; "
+          f"other processes busy: {load.other_cores} cores")
+    if (load.other_cores or 0) > 0.2:
+        print("WARNING: other processes were busy during the run; its numbers are not trustworthy")
+    print(f"wrote rl_step to {merge_results({'rl_step': res})}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from _common import LoadMeter, interleaved, merge_results
 from score_lib.episodes import glue_ids, prompt_ids
 from score_lib.policy import load_policy, toy_model, toy_tokenizer
 from score_lib.rollout import _decode_attempt, _Stream, rollout, stop_ids
@@ -38,8 +38,6 @@ from score_lib.tasks.base import Problem
 from score_lib.tasks.toy import ToyTask
 from score_lib.toy_base import TOY_INSTRUCTION, ToyBaseConfig, build_toy_base, cache_root, toy_base_path
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results.json"
 QUESTIONS = [
     "Tom has 3 apples and buys 5 more. How many apples does he have now?",
     "A box holds 12 pencils. How many pencils are in 4 boxes?",
@@ -53,19 +51,6 @@ QUESTIONS = [
 SMOL_INSTRUCTION = ("There might be an error in the solution above because of lack of understanding of "
                     "the question. Please correct the error, if any, and rewrite the solution.")
 MED = statistics.median
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    """{label: [(seconds, result), ...]}: one untimed warm-up each, then the contenders in turn."""
-    for fn in fns.values():
-        fn()
-    runs = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            out = fn()
-            runs[k].append((time.perf_counter() - t, out))
-    return runs
 
 
 def left_pad(rows: list[list[int]], pad: int):
@@ -184,7 +169,8 @@ def smollm_gguf() -> Path | None:
 
 
 def show(name: str, res: dict):
-    print(f"\n## {name}  ({res['model']}, batch {res['batch']}, max_new_tokens {res['max_new_tokens']})")
+    print(f"\n## {name}  ({res['model']}, batch {res['batch']}, max_new_tokens {res['max_new_tokens']}; "
+          f"other processes busy: {res['other_procs_cores']} cores)")
     if "ours" in res:
         print("| sampler | tokens/s | s per batch | tokens |\n|---|---|---|---|")
         for k in ("ours", "generate"):
@@ -197,6 +183,15 @@ def show(name: str, res: dict):
         print(f"| attempt-2 prefill only | {p['feed_glue']} | {p['re_encode']} | {res['prefill_speedup']}x |")
         print(f"same tokens: {res['same_tokens']}; prefill logits max |diff| {res['prefill_logits_max_abs_diff']}; "
               f"tokens {res['tokens']}")
+    if (res["other_procs_cores"] or 0) > 0.2:
+        print("WARNING: other processes were busy during this section; its numbers are not trustworthy")
+    sys.stdout.flush()
+
+
+def measured(out: dict, name: str, label: str, common: dict, bench, *args):
+    with LoadMeter() as m:
+        out[name] = {"model": label, **bench(*args), "other_procs_cores": m.other_cores, **common}
+    show(name, out[name])
 
 
 def main():
@@ -213,8 +208,8 @@ def main():
     model, tok, label = toy_policy()
     probs = ToyTask().problems("test", 64)
     reps = 1 if args.quick else 3
-    out["rollout_toy"] = {"model": label, **vs_generate(model, tok, probs, reps), **common}
-    out["kv_reuse_toy"] = {"model": label, **kv_reuse(model, tok, probs, TOY_INSTRUCTION, reps), **common}
+    measured(out, "rollout_toy", label, common, vs_generate, model, tok, probs, reps)
+    measured(out, "kv_reuse_toy", label, common, kv_reuse, model, tok, probs, TOY_INSTRUCTION, reps)
     if not (args.quick or args.skip_smollm):
         path = smollm_gguf()
         if path is None:
@@ -224,14 +219,9 @@ def main():
             model.eval()
             label = f"SmolLM2-135M-Instruct fp32 ({path.name})"
             qs = [Problem(id=str(i), prompt=q, answer="") for i, q in enumerate(QUESTIONS)]
-            out["rollout_smollm2"] = {"model": label, **vs_generate(model, tok, qs, 2), **common}
-            out["kv_reuse_smollm2"] = {"model": label, **kv_reuse(model, tok, qs, SMOL_INSTRUCTION, 2), **common}
-    for name, res in out.items():
-        show(name, res)
-    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    merged.update(out)
-    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
-    print(f"\nwrote {', '.join(out)} to {RESULTS}")
+            measured(out, "rollout_smollm2", label, common, vs_generate, model, tok, qs, 2)
+            measured(out, "kv_reuse_smollm2", label, common, kv_reuse, model, tok, qs, SMOL_INSTRUCTION, 2)
+    print(f"\nwrote {', '.join(out)} to {merge_results(out)}")
 
 
 if __name__ == "__main__":

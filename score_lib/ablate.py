@@ -33,10 +33,14 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
     "score": ("SCoRe", {"method": "score"}),
 }
 
-# world presets: settings shared by every method of an ablation
+# world presets: settings shared by every method of an ablation. The budget is sized so that 12
+# methods x 3 seeds finish within 30 minutes on 2 cores (two runs at a time, one thread each);
+# evaluation samples 4 answers per problem at temperature 1 (docs/toy_world.md says why).
+ABLATION_BUDGET = {"steps": 60, "stage1_steps": 20, "batch_prompts": 8, "samples_per_prompt": 4,
+                   "eval_every": 0, "checkpoint_every": 0, "eval_problems": 512, "eval_samples": 4}
 WORLDS: dict[str, dict] = {
-    "toy": {},
-    "toy-hard": {"toy_n_ops": 4},
+    "toy": {**ABLATION_BUDGET},
+    "toy-hard": {**ABLATION_BUDGET, "toy_n_ops": 4},
 }
 
 # the paper's numbers for the same rows (MATH500 Table 2 and MATH Table 4), for side-by-side tables

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from score_lib.config import PRESETS, build_config
+from score_lib.config import EVAL_ONLY, PRESETS, build_config
 from score_lib.evaluate import JSON_KEYS
 from score_lib.runs import read_config, read_metrics, read_status, read_traces
 
@@ -26,7 +26,10 @@ def _sets(*items):
     return [a for s in items for a in ("--set", s)]
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
+TOY_PRESETS = [p for p in PRESETS if p.startswith("toy-")]  # the others need a real model (see RESULTS.md)
+
+
+@pytest.mark.parametrize("preset", TOY_PRESETS)
 def test_every_preset_end_to_end(preset, tiny_base, tmp_path):
     run = tmp_path / "run"
     out = score("train", "--preset", preset, *_sets(*TINY), "--out", str(run), "--json",
@@ -41,7 +44,7 @@ def test_every_preset_end_to_end(preset, tiny_base, tmp_path):
     assert list((run / "evals").glob("*.json"))
     metrics = read_metrics(run)
     assert metrics[-1]["stage"] == "final" and "eval_acc_t1" in metrics[-1]
-    if preset != "toy-self-refine":
+    if PRESETS[preset]["method"] not in EVAL_ONLY:
         # one line per optimiser step (an SFT step with no usable traces logs sft_examples 0)
         assert [m["step"] for m in metrics[:-1] if "loss" in m or "sft_examples" in m] == [1, 2]
         assert any(p.name.startswith("step-") for p in (run / "checkpoints").iterdir())
