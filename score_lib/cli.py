@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="number of test problems")
     _add_settings(p)
     p.add_argument("--json", metavar="FILE", help="write the metrics here")
+    p.add_argument("--scaling", metavar="K1,K2,...",
+                   help="instead: inference-time scaling curve (Fig. 1 right), 2K parallel samples vs K "
+                        "self-corrected ones, majority vote, temperature 0.7; written to the run store")
+    p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
 
     p = sub.add_parser("ablate", help="every method of the paper's tables on one world, several seeds")
     p.add_argument("--preset", default="toy", help="world preset: toy or toy-hard")
@@ -146,11 +150,51 @@ def cmd_eval(args) -> int:
     cfg = build_config(None, {"model": args.model, "task": args.task,
                               "method": "self-refine" if args.method == "self-refine" else "score",
                               **dict(o.split("=", 1) for o in args.overrides if "=" in o)})
+    ks = _parse_ks(args.scaling) if args.scaling else None  # refuse bad input before loading a model
     model, tok = load_policy(_resolve_model(cfg))
+    if ks:
+        return _eval_scaling(args, cfg, model, tok, ks)
     metrics, _ = evaluate(model, tok, make_task(cfg), cfg, limit=args.limit)
     metrics["method"] = args.method if args.method == "self-refine" else f"eval {args.model}"
     print(_row(metrics))
     _write_json(args.json, metrics)
+    return 0
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"--scaling: expected comma-separated positive integers like 1,2,4, got {text!r}")
+    return sorted(set(ks))
+
+
+def _eval_scaling(args, cfg, model, tok, ks: list[int]) -> int:
+    import re
+
+    from .config import as_dict
+    from .runs import RunWriter, atomic_write_json, new_run_id, runs_root
+    from .scaling import scaling_curve
+    from .tasks import make_task
+
+    task = make_task(cfg)
+    problems = task.problems("test", args.limit or cfg.eval_problems)
+    curve = scaling_curve(model, tok, task, problems, ks, cfg.instruction,
+                          max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    print(f"single-sample accuracy {curve['single']:.3f}  (n={curve['n_problems']}, T={curve['temperature']})")
+    print(f"{'K':>4s} {'budget':>7s} {'parallel':>9s} {'sequential':>11s}")
+    for k, b, par, seq in zip(curve["ks"], curve["budget"], curve["parallel"], curve["sequential"]):
+        print(f"{k:4d} {b:7d} {par:9.3f} {seq:11.3f}")
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", Path(args.model).name).strip("-") or "model"
+    run_dir = runs_root(args.runs_dir) / new_run_id(f"scaling-{name}-{args.task}")
+    writer = RunWriter(run_dir, {**as_dict(cfg), "method": "eval", "scaling_ks": ks})
+    atomic_write_json(run_dir / "evals" / "scaling.json", curve)
+    writer.set_status("finished", step=0)
+    print(f"run {run_dir}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(curve, indent=2) + "\n")
     return 0
 
 

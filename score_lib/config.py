@@ -60,6 +60,8 @@ class TrainConfig:
     """Stage I KL coefficient on attempt 1 (Eq. 3; paper: 0.1 math, 0.25 code)."""
     kl_estimator: str = "full"
     """Per-token KL: full (exact over the vocabulary), k3 or k1."""
+    offline_first_attempts: float = 0.0
+    """Stage II: share of each batch whose attempt 1 comes from the base (reference) model; 0 = off (Sec. 5.3)."""
     temperature: float = 1.0
     """Sampling temperature for training rollouts."""
     max_new_tokens: int = 48

@@ -26,7 +26,7 @@ from .evaluate import evaluate, instructions_for, outcomes
 from .losses import reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, load_policy
-from .rollout import grade, rollout
+from .rollout import continue_episodes, grade, rollout
 from .runs import RunWriter, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
 from .tasks import make_task
 
@@ -140,9 +140,24 @@ class Trainer:
         t0 = time.time()
         problems = random.Random(step_seed(cfg, step)).sample(train, cfg.batch_prompts)
         instr, _ = instructions_for(cfg, cfg.attempts)
-        episodes = rollout(self.model, self.tok, problems, instr, n=cfg.samples_per_prompt,
-                           temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                           seed=step_seed(cfg, step))
+        # Section 5.3: a share of the problems gets its first attempt from the base model (offline states)
+        n_off = min(len(problems), round(cfg.offline_first_attempts * len(problems))) \
+            if stage in ("stage2", "mt-rl") else 0
+        episodes = []
+        if n_off:
+            # Attempt 1 is off-policy here: its logprobs are the reference's, and its REINFORCE term is kept
+            # anyway, as the paper mixes such states into training. Later attempts come from the policy.
+            with self.reference._active() as ref:
+                episodes = rollout(ref, self.tok, problems[:n_off], [], n=cfg.samples_per_prompt,
+                                   temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                   seed=step_seed(cfg, step))
+            for j, text in enumerate(instr):
+                episodes = continue_episodes(self.model, self.tok, episodes, text, temperature=cfg.temperature,
+                                             max_new_tokens=cfg.max_new_tokens, seed=step_seed(cfg, step) + 1 + j)
+        if n_off < len(problems):  # on-policy episodes; each problem's samples stay adjacent (one LOO group)
+            episodes += rollout(self.model, self.tok, problems[n_off:], instr, n=cfg.samples_per_prompt,
+                                temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                seed=step_seed(cfg, step))
         t1 = time.time()
         grade(self.task, episodes)
         rewards = torch.tensor([[a.reward for a in ep.attempts] for ep in episodes])
@@ -168,6 +183,7 @@ class Trainer:
         t3 = time.time()
         record = {"step": step + 1, "stage": stage, "time": round(time.time() - self.t0, 3), **stats,
                   "grad_norm": float(grad_norm), "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2,
+                  "offline_share": n_off / len(problems),
                   "truncated_share": sum(a.truncated for ep in episodes for a in ep.attempts) / rewards.numel()}
         for j in range(cfg.attempts):
             record[f"reward_t{j + 1}"] = float(rewards[:, j].mean())
