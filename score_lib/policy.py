@@ -94,8 +94,10 @@ def load_policy(spec: str, dtype: torch.dtype | None = None):
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     else:
-        if not Path(spec).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise FileNotFoundError(f"model {spec!r}: not a local path and the hub is offline")
+        looks_local = spec.startswith(("/", "./", "../", "~")) or spec.endswith(".gguf")
+        if not Path(spec).expanduser().exists() and (looks_local or os.environ.get("HF_HUB_OFFLINE") == "1"):
+            raise FileNotFoundError(f"model {spec!r}: no such file or folder" if looks_local else
+                                    f"model {spec!r}: not a local path and the hub is offline (HF_HUB_OFFLINE=1)")
         tok = AutoTokenizer.from_pretrained(spec)
         model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)
     if tok.pad_token_id is None:

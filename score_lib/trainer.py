@@ -68,6 +68,13 @@ class Trainer:
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.writer = RunWriter(run_dir, {**as_dict(cfg), "versions": _versions()}, resume=resume)
         self.run_dir = Path(run_dir)
+        try:
+            self._setup(cfg, resume)
+        except BaseException as e:  # a run that cannot start says why in its status, like one that fails later
+            self.writer.set_status("failed", error=f"{type(e).__name__}: {e}")
+            raise
+
+    def _setup(self, cfg: TrainConfig, resume: bool):
         self.task = make_task(cfg)
         self.eval_task = make_task(dataclasses.replace(cfg, task=cfg.eval_task)) if cfg.eval_task else self.task
         torch.manual_seed(cfg.seed)

@@ -124,3 +124,11 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     stages = {m["stage"] for m in read_metrics(tmp_path / "abl" / "star-stage2-s0")}
     assert "stage1" in stages and any(s.startswith("round") for s in stages)  # RL Stage I, then STaR
     assert "SCoRe, STaR in Stage II" in (tmp_path / "abl.md").read_text() and "Base model" in out.stdout
+
+
+def test_a_run_that_cannot_start_says_why(tiny_base, tmp_path):
+    run = tmp_path / "bad-model"
+    out = score("train", "--preset", "toy-score", "--set", "model=/nonexistent/model", "--out", str(run), check=False)
+    assert out.returncode == 2 and "/nonexistent/model" in out.stderr
+    status = read_status(run)
+    assert status["state"] == "failed" and "/nonexistent/model" in status["error"]
