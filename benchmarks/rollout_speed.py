@@ -14,7 +14,8 @@ What is measured, and why:
 
 Each measurement: one warm-up run, then `repeats` runs (the two contenders interleaved), median.
 Numbers are merged into benchmarks/results.json under rollout_toy, rollout_smollm2, kv_reuse_toy and
-kv_reuse_smollm2.  Usage: python benchmarks/rollout_speed.py [--quick] [--skip-smollm]
+kv_reuse_smollm2 (not with --quick, a smoke test).
+Usage: python benchmarks/rollout_speed.py [--quick] [--skip-smollm]
 """
 from __future__ import annotations
 
@@ -190,13 +191,15 @@ def show(name: str, res: dict):
 
 def measured(out: dict, name: str, label: str, common: dict, bench, *args):
     with LoadMeter() as m:
-        out[name] = {"model": label, **bench(*args), "other_procs_cores": m.other_cores, **common}
+        res = bench(*args)
+    out[name] = {"model": label, **res, "other_procs_cores": m.other_cores, **common}
     show(name, out[name])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="toy model only, one timed run each")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: toy model only, one timed run each, results.json not written")
     ap.add_argument("--skip-smollm", action="store_true", help="skip SmolLM2-135M")
     args = ap.parse_args()
     from transformers.utils import logging
@@ -221,7 +224,10 @@ def main():
             qs = [Problem(id=str(i), prompt=q, answer="") for i, q in enumerate(QUESTIONS)]
             measured(out, "rollout_smollm2", label, common, vs_generate, model, tok, qs, 2)
             measured(out, "kv_reuse_smollm2", label, common, kv_reuse, model, tok, qs, SMOL_INSTRUCTION, 2)
-    print(f"\nwrote {', '.join(out)} to {merge_results(out)}")
+    if args.quick:  # a smoke test: keep the full-run numbers in results.json
+        print("\n--quick: results.json left unchanged")
+    else:
+        print(f"\nwrote {', '.join(out)} to {merge_results(out)}")
 
 
 if __name__ == "__main__":

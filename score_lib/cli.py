@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, build_config, settings_help
+from .config import CODE_INSTRUCTION, MATH_INSTRUCTION, PRESETS, ConfigError, build_config, settings_help
 from .runs import RunStoreError
 
 
@@ -147,9 +147,13 @@ def cmd_eval(args) -> int:
     from .tasks import make_task
     from .trainer import _resolve_model
 
-    cfg = build_config(None, {"model": args.model, "task": args.task,
-                              "method": "self-refine" if args.method == "self-refine" else "score",
-                              **dict(o.split("=", 1) for o in args.overrides if "=" in o)})
+    settings = {"model": args.model, "task": args.task,
+                "method": "self-refine" if args.method == "self-refine" else "score"}
+    if args.task != "toy":  # real benchmarks: their instruction, room to reason, the paper's greedy protocol
+        code = args.task in ("humaneval", "mbpp", "mbpp-sanitized")
+        settings.update(instruction=CODE_INSTRUCTION if code else MATH_INSTRUCTION, max_new_tokens="384",
+                        eval_greedy="true")
+    cfg = build_config(None, {**settings, **dict(o.split("=", 1) for o in args.overrides if "=" in o)})
     ks = _parse_ks(args.scaling) if args.scaling else None  # refuse bad input before loading a model
     model, tok = load_policy(_resolve_model(cfg))
     if ks:
