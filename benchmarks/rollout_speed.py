@@ -134,7 +134,7 @@ def kv_reuse(model, tok, problems, instruction: str, repeats: int, max_new: int 
     res["prefill_speedup"] = round(res["prefill_seconds"]["re_encode"] / res["prefill_seconds"]["feed_glue"], 2)
     res["prefill_repeats"] = n
     res["prefill_logits_max_abs_diff"] = float(f"{diff:.2e}")
-    res["tokens"] = {"prompt_mean": round(MED(map(len, prompts)), 1), "glue": len(glue),
+    res["tokens"] = {"prompt_median": MED(map(len, prompts)), "glue": len(glue),
                      "attempt1_mean": round(sum(map(len, att1)) / len(att1), 1),
                      "attempt1_max": max(map(len, att1)), "context_max": max(map(len, contexts))}
     return res
