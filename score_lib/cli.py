@@ -90,28 +90,18 @@ def _row(m: dict) -> str:
 
 def _write_json(path: str | None, metrics: dict):
     if path:
-        from .evaluate import JSON_KEYS
+        from .evaluate import json_row
 
-        Path(path).write_text(json.dumps({k: metrics.get(k) for k in JSON_KEYS}, indent=2) + "\n")
+        Path(path).write_text(json.dumps(json_row(metrics), indent=2) + "\n")
 
 
 def cmd_toy_base(args) -> int:
     from .toy_base import build_toy_base, config_from
 
-    overrides = {}
-    for o in args.overrides:
-        if "=" not in o:
-            raise ConfigError(f"override {o!r}: expected key=value")
-        k, v = o.split("=", 1)
-        overrides[k] = v
-    import dataclasses
-
-    from .toy_base import ToyBaseConfig
-
-    types = {f.name: f.type for f in dataclasses.fields(ToyBaseConfig)}
-    from .config import _coerce
-
-    cfg = config_from({k: _coerce(k, types.get(k, "str"), v) for k, v in overrides.items()})
+    try:
+        cfg = config_from(args.overrides)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     path = build_toy_base(cfg, force=args.force)
     meta = json.loads((path / "toy_base.json").read_text())
     print(f"toy base model: {path} ({meta['parameters']:,} parameters, {meta['steps']} steps, "

@@ -8,6 +8,11 @@ JSON_KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "edit_ratio_
              "answer_change_rate", "n_problems", "method")
 
 
+def json_row(metrics: dict) -> dict:
+    """The metrics `score train --json` / `score eval --json` write (and ablate aggregates)."""
+    return {k: metrics.get(k) for k in JSON_KEYS}
+
+
 def instructions_for(cfg, attempts: int) -> tuple[list[str], list[bool]]:
     """The user turns between attempts and which turns are graded answers.
 

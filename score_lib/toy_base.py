@@ -143,10 +143,18 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     return out
 
 
-def config_from(overrides: dict) -> ToyBaseConfig:
-    """ToyBaseConfig with `overrides` applied; unknown keys raise a ValueError naming them."""
-    names = {f.name for f in dataclasses.fields(ToyBaseConfig)}
-    bad = sorted(set(overrides) - names)
-    if bad:
-        raise ValueError(f"unknown toy-base setting(s): {', '.join(bad)}")
-    return dataclasses.replace(ToyBaseConfig(), **overrides)
+def config_from(overrides: list[str]) -> ToyBaseConfig:
+    """ToyBaseConfig with `key=value` overrides applied, each value coerced to its field's type;
+    a malformed override, unknown key or bad value raises a ValueError naming it."""
+    from .config import _coerce  # here: config imports this module
+
+    types = {f.name: f.type for f in dataclasses.fields(ToyBaseConfig)}
+    values = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: expected key=value")
+        if key not in types:
+            raise ValueError(f"unknown toy-base setting {key!r} (known: {', '.join(types)})")
+        values[key] = _coerce(key, types[key], raw)
+    return dataclasses.replace(ToyBaseConfig(), **values)

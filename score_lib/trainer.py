@@ -22,7 +22,7 @@ import torch
 from . import objectives
 from .config import EVAL_ONLY, SFT_FAMILY, TrainConfig, as_dict
 from .episodes import collate
-from .evaluate import evaluate, instructions_for, outcomes
+from .evaluate import evaluate, instructions_for, json_row, outcomes
 from .losses import reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, load_policy
@@ -111,7 +111,7 @@ class Trainer:
             final = self.eval_and_log(cfg.steps, final=True)
             if cfg.steps > 0 and cfg.method not in EVAL_ONLY:
                 self.save_checkpoint(cfg.steps, final=True)
-            self.writer.set_status("finished", step=cfg.steps, final=_json_keys(final))
+            self.writer.set_status("finished", step=cfg.steps, final=json_row(final))
             return final
         except KeyboardInterrupt:
             self.writer.set_status("stopped", error="interrupted")
@@ -275,12 +275,6 @@ def _dtype(cfg: TrainConfig) -> torch.dtype:
     if cfg.dtype == "auto":
         return torch.bfloat16 if torch.cuda.is_available() else torch.float32
     return getattr(torch, cfg.dtype)
-
-
-def _json_keys(metrics: dict) -> dict:
-    from .evaluate import JSON_KEYS
-
-    return {k: metrics.get(k) for k in JSON_KEYS}
 
 
 def _versions() -> dict:

@@ -35,3 +35,14 @@ def test_bad_settings_are_named(preset, overrides, msg):
 def test_settings_help_lists_docstrings():
     text = settings_help()
     assert "alpha" in text and "Eq. 4" in text and "beta2" in text
+
+
+def test_toy_base_overrides_are_typed_and_named():
+    from score_lib.toy_base import config_from
+
+    cfg = config_from(["max_steps=5", "lr_decay=true", "slip2=0.1"])
+    assert (cfg.max_steps, cfg.lr_decay, cfg.slip2) == (5, True, 0.1)
+    for bad, msg in [(["nope=1"], "unknown toy-base setting 'nope'"), (["max_steps=x"], "'max_steps'"),
+                     (["max_steps"], "expected key=value")]:
+        with pytest.raises(ValueError, match=msg):
+            config_from(bad)
