@@ -93,6 +93,8 @@ class TrainConfig:
     copies its first attempt under greedy decoding, so its errors and corrections show only when sampled."""
     eval_temperature: float = 1.0
     """Temperature of sampled evaluation."""
+    eval_batch: int = 256
+    """Problems decoded together during evaluation (smaller keeps CPU decoding of long answers quick)."""
     trace_every: int = 5
     """Write sampled training episodes to traces.jsonl every this many steps."""
     traces_per_step: int = 8
@@ -189,7 +191,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("steps", "stage1_steps", "eval_every", "checkpoint_every", "trace_every"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"setting {name!r}: must be >= 0, got {getattr(cfg, name)}")
-    for name in ("batch_prompts", "samples_per_prompt", "eval_problems", "eval_samples", "max_new_tokens"):
+    for name in ("batch_prompts", "samples_per_prompt", "eval_problems", "eval_samples", "eval_batch", "max_new_tokens"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"setting {name!r}: must be >= 1, got {getattr(cfg, name)}")
     if cfg.method == "score" and cfg.stage1_steps > cfg.steps:

@@ -51,8 +51,8 @@ def evaluate(model, tokenizer, task, cfg, split: str = "test", limit: int | None
     instr, graded = instructions_for(cfg, max(2, cfg.attempts))
     n = 1 if cfg.eval_greedy else cfg.eval_samples
     episodes = []
-    for i in range(0, len(problems), 256):  # bounded batches keep memory flat on real models
-        chunk = problems[i:i + 256]
+    for i in range(0, len(problems), cfg.eval_batch):  # bounded batches keep memory flat on real models
+        chunk = problems[i:i + cfg.eval_batch]
         episodes += rollout(model, tokenizer, chunk, instr, n=n, greedy=cfg.eval_greedy,
                             temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
                             seed=seed + i, graded=graded)

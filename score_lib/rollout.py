@@ -10,6 +10,7 @@ benchmark compares against); both give the same tokens.
 from __future__ import annotations
 
 import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from .episodes import Attempt, Episode, glue_ids, prompt_ids
 from .tasks.base import Problem
@@ -22,12 +23,46 @@ def stop_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+class _BufferedLayer(DynamicLayer):
+    """A DynamicLayer that appends into a buffer with spare room instead of re-concatenating.
+
+    DynamicLayer copies the whole cache on every token (torch.cat), which made cache copies most of
+    a toy evaluation's time; doubling the capacity keeps appends amortised O(new tokens).
+    """
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self._k = self._v = None
+            self._n = 0
+        n, t = self._n, key_states.shape[-2]
+        if self._k is None or n + t > self._k.shape[-2]:
+            cap = max(2 * n, n + t, 64)
+            k = key_states.new_empty(*key_states.shape[:-2], cap, key_states.shape[-1])
+            v = value_states.new_empty(*value_states.shape[:-2], cap, value_states.shape[-1])
+            if n:
+                k[..., :n, :], v[..., :n, :] = self._k[..., :n, :], self._v[..., :n, :]
+            self._k, self._v = k, v
+        self._k[..., n:n + t, :] = key_states
+        self._v[..., n:n + t, :] = value_states
+        self._n = n + t
+        self.keys, self.values = self._k[..., :n + t, :], self._v[..., :n + t, :]
+        return self.keys, self.values
+
+
+class _BufferedCache(DynamicCache):
+    """DynamicCache whose layers are _BufferedLayer (same keys and values, no per-token copy)."""
+
+    def __init__(self):
+        Cache.__init__(self, layer_class_to_replicate=_BufferedLayer)
+
+
 class _Stream:
     """The growing buffer of one batch: a KV cache plus the attention mask and positions behind it."""
 
     def __init__(self, model, rows: list[list[int]], pad_id: int):
         self.model, self.pad_id = model, pad_id
-        self.past = None
+        self.past = _BufferedCache()
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
