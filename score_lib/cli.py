@@ -148,7 +148,7 @@ def cmd_eval(args) -> int:
     model, tok = load_policy(_resolve_model(cfg))
     if ks:
         return _eval_scaling(args, cfg, model, tok, ks)
-    metrics, _ = evaluate(model, tok, make_task(cfg), cfg, limit=args.limit)
+    metrics, _ = evaluate(model, tok, make_task(cfg), cfg, limit=args.limit, progress=True)
     metrics["method"] = args.method if args.method == "self-refine" else f"eval {args.model}"
     print(_row(metrics))
     _write_json(args.json, metrics)

@@ -41,7 +41,7 @@ def summarize(episodes, method: str) -> dict:
 
 
 def evaluate(model, tokenizer, task, cfg, split: str = "test", limit: int | None = None,
-             seed: int = 0) -> tuple[dict, list]:
+             seed: int = 0, progress: bool = False) -> tuple[dict, list]:
     """(metrics, episodes) of the policy on `split`, with at least two attempts.
 
     Greedy by default (the paper's protocol); with cfg.eval_greedy False, cfg.eval_samples samples
@@ -51,13 +51,24 @@ def evaluate(model, tokenizer, task, cfg, split: str = "test", limit: int | None
     instr, graded = instructions_for(cfg, max(2, cfg.attempts))
     n = 1 if cfg.eval_greedy else cfg.eval_samples
     episodes = []
+    bar = _progress(len(problems), f"eval {split}") if progress else None
     for i in range(0, len(problems), cfg.eval_batch):  # bounded batches keep memory flat on real models
         chunk = problems[i:i + cfg.eval_batch]
         episodes += rollout(model, tokenizer, chunk, instr, n=n, greedy=cfg.eval_greedy,
                             temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
                             seed=seed + i, graded=graded)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     grade(task, episodes)
     return summarize(episodes, cfg.method), episodes
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="problem", dynamic_ncols=True)
 
 
 def outcomes(episodes) -> list[dict]:

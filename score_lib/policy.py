@@ -118,9 +118,11 @@ def add_lora(model, r: int = 16, alpha: int = 32, targets: str = "all-linear", d
 class Reference:
     """The frozen reference policy of the KL terms (the base model)."""
 
-    def __init__(self, model, lora: bool):
+    def __init__(self, model, lora: bool, device: torch.device | str | None = None):
         self.lora = lora
         self.model = model if lora else copy.deepcopy(model).eval().requires_grad_(False)
+        if device is not None and not lora:  # the copy lives beside the policy (a GPU, under accelerate)
+            self.model.to(device)
 
     @contextlib.contextmanager
     def _active(self):

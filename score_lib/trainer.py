@@ -83,7 +83,7 @@ class Trainer:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.reference = Reference(model, lora=cfg.lora)
+        self.reference = Reference(model, lora=cfg.lora, device=self.accelerator.device)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr if cfg.method not in SFT_FAMILY else cfg.sft_lr)
         self.model, self.opt = self.accelerator.prepare(model, opt)
