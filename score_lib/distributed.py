@@ -92,11 +92,11 @@ def sharded_weights(accelerator) -> bool:
 
 
 @contextlib.contextmanager
-def full_weights(accelerator, model):
+def full_weights(accelerator, model, when: bool = True):
     """Rollouts and evaluation run on the unwrapped module, a different number of forward passes on each
     process; under FSDP its parameters must be gathered first (every process enters this together).
     DDP and DeepSpeed ZeRO-2 keep whole weights on every process: nothing to do."""
-    if accelerator.distributed_type.name == "FSDP":
+    if when and accelerator.distributed_type.name == "FSDP":
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         with FSDP.summon_full_params(model, writeback=False):

@@ -86,7 +86,8 @@ class Trainer:
         self.task = make_task(cfg)
         self.eval_task = make_task(dataclasses.replace(cfg, task=cfg.eval_task)) if cfg.eval_task else self.task
         torch.manual_seed(cfg.seed)
-        model, self.tok = load_policy(_resolve_model(cfg), dtype=_dtype(cfg))
+        with self.accelerator.local_main_process_first():  # one process per machine builds or fetches the model
+            model, self.tok = load_policy(_resolve_model(cfg), dtype=_dtype(cfg))
         if cfg.lora:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
         if cfg.gradient_checkpointing:
@@ -200,8 +201,11 @@ class Trainer:
         batch = {k: v.to(device) for k, v in batch.items()}
         fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         self.model.train()
+        # The reference before the policy: under FSDP with LoRA it is the policy's own base weights, gathered,
+        # which FSDP allows only outside a forward-backward pass.
+        with full_weights(acc, self.model, when=cfg.lora):
+            ref_logits = self.reference.logits(**fwd)
         logits = self.model(**fwd).logits
-        ref_logits = self.reference.logits(**fwd)
         # The loss is a mean over this process's episodes and DDP averages the processes' gradients. Every
         # shard holds n/N of the n episodes (check_world), so the average is (1/N) sum_r (N/n) sum_{i in r}
         # grad l_i = (1/n) sum_i grad l_i: the single-process full-batch gradient, with no rescaling.
