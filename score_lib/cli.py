@@ -126,8 +126,9 @@ def cmd_train(args) -> int:
         run_dir = Path(args.out) if args.out else runs_root(args.runs_dir) / new_run_id(args.preset)
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
     final = trainer.run()
-    print(f"run {run_dir}: {_row(final)}")
-    _write_json(args.json, final)
+    if trainer.accelerator.is_main_process:  # under accelerate launch: one report, one --json writer
+        print(f"run {run_dir}: {_row(final)}")
+        _write_json(args.json, final)
     return 0
 
 

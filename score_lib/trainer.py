@@ -5,7 +5,12 @@ rewards -> objective (shaped rewards, leave-one-out advantages, KL coefficients)
 loss on the attempt tokens -> Adam step -> metrics, traces, evals, checkpoints.
 
 Every step's randomness (which problems, which samples) is derived from (seed, step), so a run
-resumed from a checkpoint replays exactly the steps an uninterrupted run would have taken.
+resumed from a checkpoint replays exactly the steps an uninterrupted run would have taken (no RNG state
+is saved: there is none to save).
+
+Under `accelerate launch` with N processes each process rolls out its shard of the step's problems
+(score_lib.distributed), the gradients are averaged by DDP, metrics are combined over the whole batch,
+and only the main process writes the run store.
 """
 from __future__ import annotations
 
@@ -21,13 +26,15 @@ import torch
 
 from . import objectives
 from .config import EVAL_ONLY, SFT_FAMILY, TrainConfig, as_dict
+from .distributed import (MainWriter, broadcast, check_world, full_weights, gather_list, reduce_means,
+                          shard_bounds, shard_seed, sharded_weights)
 from .episodes import collate
 from .evaluate import evaluate, instructions_for, json_row, outcomes
 from .losses import reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, load_policy
 from .rollout import continue_episodes, grade, rollout
-from .runs import RunWriter, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
+from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
 from .tasks import make_task
 
 
@@ -64,9 +71,10 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True):
         from accelerate import Accelerator
 
-        self.cfg, self.progress = cfg, progress
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
-        self.writer = RunWriter(run_dir, {**as_dict(cfg), "versions": _versions()}, resume=resume)
+        check_world(cfg, self.accelerator.num_processes)  # before the run directory exists
+        self.cfg, self.progress = cfg, progress and self.accelerator.is_main_process
+        self.writer = MainWriter(self.accelerator, run_dir, {**as_dict(cfg), "versions": _versions()}, resume)
         self.run_dir = Path(run_dir)
         try:
             self._setup(cfg, resume)
@@ -78,7 +86,8 @@ class Trainer:
         self.task = make_task(cfg)
         self.eval_task = make_task(dataclasses.replace(cfg, task=cfg.eval_task)) if cfg.eval_task else self.task
         torch.manual_seed(cfg.seed)
-        model, self.tok = load_policy(_resolve_model(cfg), dtype=_dtype(cfg))
+        with self.accelerator.local_main_process_first():  # one process per machine builds or fetches the model
+            model, self.tok = load_policy(_resolve_model(cfg), dtype=_dtype(cfg))
         if cfg.lora:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
         if cfg.gradient_checkpointing:
@@ -86,7 +95,14 @@ class Trainer:
         self.reference = Reference(model, lora=cfg.lora, device=self.accelerator.device)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr if cfg.method not in SFT_FAMILY else cfg.sft_lr)
+        ds = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if ds is not None and ds.is_auto("train_micro_batch_size_per_gpu"):
+            ds.deepspeed_config["train_micro_batch_size_per_gpu"] = 1  # DeepSpeed insists; a step is one batch
         self.model, self.opt = self.accelerator.prepare(model, opt)
+        # Sampling goes through the unwrapped module: each process decodes a different number of tokens, and
+        # a DDP-wrapped forward may synchronise (buffers) with processes that are not there. Same object
+        # as self.model in one process.
+        self.policy = self.accelerator.unwrap_model(self.model)
         self.start_step, self.t0 = 0, time.time()
         if resume:
             self._load_checkpoint()
@@ -143,34 +159,40 @@ class Trainer:
 
     def rl_step(self, step: int, train) -> dict:
         """One on-policy REINFORCE step; returns its metrics record."""
-        cfg, stage = self.cfg, stage_of(self.cfg, step)
+        cfg, stage, acc = self.cfg, stage_of(self.cfg, step), self.accelerator
         t0 = time.time()
         problems = random.Random(step_seed(cfg, step)).sample(train, cfg.batch_prompts)
         instr, _ = instructions_for(cfg, cfg.attempts)
         # Section 5.3: a share of the problems gets its first attempt from the base model (offline states)
-        n_off = min(len(problems), round(cfg.offline_first_attempts * len(problems))) \
+        n_off_all = min(len(problems), round(cfg.offline_first_attempts * len(problems))) \
             if stage in ("stage2", "mt-rl") else 0
+        # This process's shard (the whole list in one process); the offline problems lead the full list,
+        # so a shard takes those of them that fall in its slice.
+        lo, hi = shard_bounds(len(problems), acc.process_index, acc.num_processes)
+        problems = problems[lo:hi]
+        n_off = min(max(n_off_all - lo, 0), len(problems))
+        seed = shard_seed(step_seed(cfg, step), acc.process_index)
         episodes = []
-        if n_off:
-            # Attempt 1 is off-policy here: its logprobs are the reference's, and its REINFORCE term is kept
-            # anyway, as the paper mixes such states into training. Later attempts come from the policy.
-            with self.reference._active() as ref:
-                episodes = rollout(ref, self.tok, problems[:n_off], [], n=cfg.samples_per_prompt,
-                                   temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                                   seed=step_seed(cfg, step))
-            for j, text in enumerate(instr):
-                episodes = continue_episodes(self.model, self.tok, episodes, text, temperature=cfg.temperature,
-                                             max_new_tokens=cfg.max_new_tokens, seed=step_seed(cfg, step) + 1 + j)
-        if n_off < len(problems):  # on-policy episodes; each problem's samples stay adjacent (one LOO group)
-            episodes += rollout(self.model, self.tok, problems[n_off:], instr, n=cfg.samples_per_prompt,
-                                temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                                seed=step_seed(cfg, step))
+        with full_weights(acc, self.model):
+            if n_off:
+                # Attempt 1 is off-policy here: its logprobs are the reference's, and its REINFORCE term is
+                # kept anyway, as the paper mixes such states into training. Later attempts are the policy's.
+                with self.reference._active() as ref:
+                    episodes = rollout(ref, self.tok, problems[:n_off], [], n=cfg.samples_per_prompt,
+                                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=seed)
+                for j, text in enumerate(instr):
+                    episodes = continue_episodes(self.policy, self.tok, episodes, text, temperature=cfg.temperature,
+                                                 max_new_tokens=cfg.max_new_tokens, seed=seed + 1 + j)
+            if n_off < len(problems):  # on-policy episodes; each problem's samples stay adjacent (one LOO group)
+                episodes += rollout(self.policy, self.tok, problems[n_off:], instr, n=cfg.samples_per_prompt,
+                                    temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=seed)
         t1 = time.time()
         grade(self.task, episodes)
         rewards = torch.tensor([[a.reward for a in ep.attempts] for ep in episodes])
         group = torch.tensor([i // cfg.samples_per_prompt for i in range(len(episodes))])
         t2 = time.time()
-        # objective (Eq. 2-4): per-attempt shaped rewards, leave-one-out baseline, KL coefficients
+        # objective (Eq. 2-4): per-attempt shaped rewards, leave-one-out baseline, KL coefficients. A problem's
+        # samples never straddle two shards, so a shard's baselines are those of the whole batch.
         shaped = objectives.shaped_rewards(stage, rewards, cfg.alpha)
         adv = objectives.advantages(stage, rewards, group, cfg.alpha)
         kl_coef = objectives.kl_coefficients(stage, cfg.attempts, cfg.beta1, cfg.beta2)
@@ -179,40 +201,61 @@ class Trainer:
         batch = {k: v.to(device) for k, v in batch.items()}
         fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         self.model.train()
+        # The reference before the policy: under FSDP with LoRA it is the policy's own base weights, gathered,
+        # which FSDP allows only outside a forward-backward pass.
+        with full_weights(acc, self.model, when=cfg.lora):
+            ref_logits = self.reference.logits(**fwd)
         logits = self.model(**fwd).logits
-        ref_logits = self.reference.logits(**fwd)
+        # The loss is a mean over this process's episodes and DDP averages the processes' gradients. Every
+        # shard holds n/N of the n episodes (check_world), so the average is (1/N) sum_r (N/n) sum_{i in r}
+        # grad l_i = (1/n) sum_i grad l_i: the single-process full-batch gradient, with no rescaling.
         loss, stats = reinforce_kl_loss(logits, ref_logits, batch, adv.to(device), kl_coef.to(device),
                                         cfg.kl_estimator)
         self.opt.zero_grad(set_to_none=True)
-        self.accelerator.backward(loss)
-        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        acc.backward(loss)
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)  # of the averaged gradient
         self.opt.step()
         t3 = time.time()
+        stats = reduce_means(acc, stats, len(episodes))
+        # the whole batch's per-episode outcomes, in single-process order, for the metrics below
+        rows = gather_list(acc, [([a.reward for a in ep.attempts], shaped[i].tolist(), [a.answer for a in ep.attempts],
+                                  sum(a.truncated for a in ep.attempts)) for i, ep in enumerate(episodes)])
+        all_rewards, all_shaped = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
         record = {"step": step + 1, "stage": stage, "time": round(time.time() - self.t0, 3), **stats,
-                  "grad_norm": float(grad_norm), "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2,
-                  "offline_share": n_off / len(problems),
-                  "truncated_share": sum(a.truncated for ep in episodes for a in ep.attempts) / rewards.numel()}
+                  "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                  "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2,
+                  "offline_share": n_off_all / cfg.batch_prompts,
+                  "truncated_share": sum(r[3] for r in rows) / all_rewards.numel()}
         for j in range(cfg.attempts):
-            record[f"reward_t{j + 1}"] = float(rewards[:, j].mean())
-            record[f"shaped_t{j + 1}"] = float(shaped[:, j].mean())
+            record[f"reward_t{j + 1}"] = float(all_rewards[:, j].mean())
+            record[f"shaped_t{j + 1}"] = float(all_shaped[:, j].mean())
         if cfg.attempts >= 2:
-            pm = pair_metrics(rewards[:, 0].bool().tolist(), rewards[:, 1].bool().tolist(),
-                              a1=[ep.attempts[0].answer for ep in episodes],
-                              a2=[ep.attempts[1].answer for ep in episodes])
+            pm = pair_metrics(all_rewards[:, 0].bool().tolist(), all_rewards[:, 1].bool().tolist(),
+                              a1=[r[2][0] for r in rows], a2=[r[2][1] for r in rows])
             record.update({f"train_{k}": pm[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c",
                                                           "delta_c2i", "answer_change_rate")})
         if cfg.trace_every and step % cfg.trace_every == 0:
-            self.writer.log_traces([episode_record(ep, step + 1, "train", stage, self.tok, adv[i], shaped[i])
-                                    for i, ep in enumerate(episodes[:cfg.traces_per_step])])
+            first = lo * cfg.samples_per_prompt  # this shard's first episode in the whole batch
+            mine = [episode_record(ep, step + 1, "train", stage, self.tok, adv[i], shaped[i])
+                    for i, ep in enumerate(episodes[:max(0, cfg.traces_per_step - first)])]
+            self.writer.log_traces(gather_list(acc, mine))
         return record
 
     # ---- evaluation, checkpoints ---------------------------------------------------------
     def eval_and_log(self, step: int, final: bool = False) -> dict:
-        """Evaluate, write evals/<step>.json and test traces; returns eval_* keys for metrics.jsonl."""
-        metrics, episodes = evaluate(self.model, self.tok, self.eval_task, self.cfg, seed=self.cfg.seed)
-        self.last_eval = metrics
-        self.writer.write_eval(step, {**metrics, "step": step, "outcomes": outcomes(episodes)})
-        self.writer.log_traces([episode_record(ep, step, "test", "eval") for ep in episodes[:16]])
+        """Evaluate, write evals/<step>.json and test traces; returns eval_* keys for metrics.jsonl.
+
+        Only the main process evaluates (the others wait), then shares the metrics: evaluation samples every
+        problem from one seeded stream, which sharding would change, so this gives the single-process
+        numbers for the same weights."""
+        metrics = None
+        with full_weights(self.accelerator, self.model):
+            if self.accelerator.is_main_process:
+                metrics, episodes = evaluate(self.policy, self.tok, self.eval_task, self.cfg, seed=self.cfg.seed)
+                self.writer.write_eval(step, {**metrics, "step": step, "outcomes": outcomes(episodes)})
+                self.writer.log_traces([episode_record(ep, step, "test", "eval") for ep in episodes[:16]])
+            self.accelerator.wait_for_everyone()
+        metrics = self.last_eval = broadcast(self.accelerator, metrics)
         flat = {f"eval_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
         if final:
             self.writer.log_metrics({"step": step, "stage": "final", "time": round(time.time() - self.t0, 3),
@@ -221,19 +264,30 @@ class Trainer:
         return flat
 
     def save_checkpoint(self, step: int, final: bool = False):
-        """Weights (or adapter) with save_pretrained, optimiser state, step; COMPLETE marks it usable."""
-        path = checkpoint_dir(self.run_dir, step)
-        if path.exists():
-            shutil.rmtree(path)
-        model = self.accelerator.unwrap_model(self.model)
-        model.save_pretrained(path / "model", safe_serialization=True)
-        self.tok.save_pretrained(path / "model")
-        torch.save(self.opt.state_dict(), path / "optimizer.pt")
-        (path / "state.json").write_text(json.dumps({"step": step, "method": self.cfg.method}))
-        mark_checkpoint_complete(path)
-        done = sorted(p for p in path.parent.glob("step-*") if (p / "COMPLETE").exists())
-        for old in done[:-2]:  # keep the last two complete checkpoints
-            shutil.rmtree(old, ignore_errors=True)
+        """Weights (or adapter) with save_pretrained, optimiser state, step; COMPLETE marks it usable.
+
+        Written by the main process alone, in a form that does not depend on the number of processes (the
+        unwrapped model's weights, the optimiser's state for whole parameters), so a checkpoint resumes on
+        any number of them. Under FSDP / DeepSpeed the weights are gathered first, and the optimiser state,
+        sharded there, is not saved: such a checkpoint is for evaluation, not for resuming."""
+        acc = self.accelerator
+        # gathering the whole weights is a collective under FSDP / DeepSpeed: every process joins
+        gathered = {"state_dict": acc.get_state_dict(self.model)} if sharded_weights(acc) else {}
+        if acc.is_main_process:
+            path = checkpoint_dir(self.run_dir, step)
+            if path.exists():
+                shutil.rmtree(path)
+            self.policy.save_pretrained(path / "model", safe_serialization=True, **gathered)
+            self.tok.save_pretrained(path / "model")
+            if not sharded_weights(acc):  # under DDP every process holds this same, whole optimiser state
+                torch.save(self.opt.state_dict(), path / "optimizer.pt")
+            (path / "state.json").write_text(json.dumps({"step": step, "method": self.cfg.method,
+                                                         "world_size": acc.num_processes}))
+            mark_checkpoint_complete(path)
+            done = sorted(p for p in path.parent.glob("step-*") if (p / "COMPLETE").exists())
+            for old in done[:-2]:  # keep the last two complete checkpoints
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()  # no process runs ahead of, or exits before, a checkpoint being written
 
     def _load_checkpoint(self):
         from safetensors.torch import load_file
@@ -241,7 +295,10 @@ class Trainer:
         path = latest_checkpoint(self.run_dir)
         if path is None:
             return  # nothing saved yet: start from the beginning
-        model = self.accelerator.unwrap_model(self.model)
+        if not (path / "optimizer.pt").is_file():
+            raise RunStoreError(f"{path}: no optimizer.pt (saved under FSDP or DeepSpeed, whose optimiser state "
+                                f"is sharded), so the run cannot resume; evaluate or start from {path / 'model'}")
+        model = self.policy  # every process loads the same whole weights, whatever the number that saved them
         if self.cfg.lora:
             from peft import set_peft_model_state_dict
 
