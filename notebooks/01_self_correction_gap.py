@@ -130,13 +130,13 @@ figures.fig_transition_counts(counts, "Base model: episodes per transition").sho
 #
 # Split each off-diagonal cell into "how many could move" times "how often they move":
 #
-# - i->c = (1 - Acc@t1) x fix rate (share of wrong first answers that get fixed),
-# - c->i = Acc@t1 x break rate (share of right first answers that get broken).
+# - i->c = (1 - Acc@t1) x fix rate (the share of wrong first answers that get fixed),
+# - c->i = Acc@t1 x break rate (the share of right first answers that get broken).
 #
-# A model that re-solves without knowing whether it was wrong has similar odds of landing on the right
-# answer either way, but a careless re-solve of a right answer has many more ways to go wrong than a
-# careless re-solve of a wrong one has to go right. With about half the first answers right, breakages
-# outnumber fixes.
+# The model changes its answer in a large share of episodes whether or not attempt 1 was right: it
+# cannot tell. Changing a right answer always breaks it. Changing a wrong answer fixes it only if the
+# hurried re-solve lands on the one right number among many wrong ones. So the break rate is several
+# times the fix rate, and with about half of the first answers right, breakages outnumber fixes.
 
 # %%
 pd.DataFrame([{"Acc@t1": metrics["acc_t1"], "fix rate": metrics["fix_rate"], "break rate": metrics["break_rate"],

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: plain bars are fine
+from transformers.utils import logging as hf_logging  # noqa: E402 (after the filter: it imports tqdm.auto)
+
+hf_logging.disable_progress_bar()  # no "Loading weights" bar under every cell that loads a model
 
 MODES = ("smoke", "full")
 NOTEBOOKS = Path(__file__).resolve().parent
