@@ -139,7 +139,8 @@ for m in [m for m in METHODS if m.startswith("pair-sft")]:
         if None in acc:  # no probe: the run found no training pairs (the smoke model is never right)
             print(f"{m}: no distribution-shift probe recorded")
             continue
-        shift.append({"run": f"{ABLATIONS[m][0]}, {kind} first attempts", "Acc@t1": 100 * acc[0], "Acc@t2": 100 * acc[1]})
+        shift.append({"run": f"{ABLATIONS[m][0]}, {kind} first attempts",
+                      "Acc@t1": 100 * acc[0], "Acc@t2": 100 * acc[1]})
 fig = figures.fig_compare(shift, ("Acc@t1", "Acc@t2"))
 fig.update_layout(title_text="Pair-SFT: second attempt after fixed (base) vs its own first attempts")
 fig.show()

@@ -22,7 +22,8 @@
 #
 # Stage I (the paper's Eq. 3) trains on a different objective:
 #
-# $$\max_\theta\; \mathbb{E}\big[r(y_2, y^*)\big] \;-\; \beta_2\, D_{KL}\big(\pi_\theta(\cdot\mid x)\,\|\,\pi_{ref}(\cdot\mid x)\big)
+# $$\max_\theta\; \mathbb{E}\big[r(y_2, y^*)\big]
+# \;-\; \beta_2\, D_{KL}\big(\pi_\theta(\cdot\mid x)\,\|\,\pi_{ref}(\cdot\mid x)\big)
 # \;-\; \beta_1\, D_{KL}(\text{attempt 2})$$
 #
 # - reward only on **attempt 2**; attempt 1 earns nothing,

@@ -59,7 +59,8 @@ import pandas as pd
 
 from workbench import derive, figures
 
-pd.DataFrame({f"alpha={a:g}": {r["transition"]: r["Stage II t2"] for r in derive.shaping_table(a)} for a in ALPHAS})
+pd.DataFrame({f"alpha={a:g}": {r["transition"]: r["Stage II t2"] for r in derive.shaping_table(a)}
+              for a in ALPHAS})
 
 # %%
 figures.fig_shaping(ALPHAS).show()
@@ -80,7 +81,8 @@ figures.fig_shaping(ALPHAS).show()
 BASE = nbcommon.toy_base(MODE)
 RUNS = nbcommon.runs_dir("04_stage2_reward_shaping", MODE)
 final = {a: nbcommon.train(RUNS / f"alpha-{a:g}", "toy-score", model=BASE, alpha=a, **BUDGET) for a in ALPHAS}
-pd.DataFrame([derive.compare_row(f"alpha={a:g}", m, percent=False) for a, m in final.items()]).set_index("run").round(3)
+table = pd.DataFrame([derive.compare_row(f"alpha={a:g}", m, percent=False) for a, m in final.items()])
+table.set_index("run").round(3)
 
 # %% [markdown]
 # ## Where the advantage mass goes
@@ -90,12 +92,14 @@ pd.DataFrame([derive.compare_row(f"alpha={a:g}", m, percent=False) for a, m in f
 # during Stage II. Right: the summed (signed) advantage.
 
 # %%
+from score_lib.runs import read_metrics
 from workbench.data import RunCache
 
 stage2_rows = {}
 for a in ALPHAS:
     cache = RunCache(RUNS / f"alpha-{a:g}").refresh()
-    stage2_rows[a] = [r for r in cache.trace_rows if r["split"] == "train" and r["stage"] == "stage2" and r["transition"]]
+    stage2_rows[a] = [r for r in cache.trace_rows
+                      if r["split"] == "train" and r["stage"] == "stage2" and r["transition"]]
 figures.fig_advantage_mass({f"alpha={a:g}": derive.advantage_mass(rows) for a, rows in stage2_rows.items()}).show()
 
 # %% [markdown]
@@ -118,8 +122,8 @@ pd.DataFrame({label: {derive.LABELS[t]: round(m[t]["share"], 3) for t in m} for 
 # %%
 rows = [derive.compare_row(f"alpha={a:g}", m) for a, m in final.items()]
 figures.fig_compare(rows, ("Delta", "i->c", "c->i")).update_layout(title_text="After training, by alpha").show()
-figures.fig_runs_metric({f"alpha={a:g}": derive.train_records(RunCache(RUNS / f"alpha-{a:g}").refresh(False).metrics.records)
-                         for a in ALPHAS}, "train_delta_c2i", "c->i on the training batches").show()
+records = {f"alpha={a:g}": read_metrics(RUNS / f"alpha-{a:g}") for a in ALPHAS}
+figures.fig_runs_metric(records, "train_delta_c2i", "c->i on the training batches").show()
 
 # %% [markdown]
 # ## The finding (checked in full mode)
@@ -129,6 +133,6 @@ figures.fig_runs_metric({f"alpha={a:g}": derive.train_records(RunCache(RUNS / f"
 
 # %%
 lo, hi = final[min(ALPHAS)], final[max(ALPHAS)]
-print({f"alpha={a:g}": {"delta": round(m["delta"], 3), "c->i": round(m["delta_c2i"], 3)} for a, m in final.items()})
+print({f"alpha={a:g}": f"Delta {m['delta']:+.3f}, c->i {m['delta_c2i']:.3f}" for a, m in final.items()})
 if MODE == "full":
     assert hi["delta"] > lo["delta"] or hi["delta_c2i"] < lo["delta_c2i"], (lo, hi)

@@ -76,8 +76,8 @@ import pandas as pd
 from score_lib.config import build_config
 
 cfg = build_config(PRESET, SETTINGS)
-KEYS = ["task", "model", "instruction", "lora", "lr", "steps", "stage1_steps", "batch_prompts", "samples_per_prompt",
-        "max_new_tokens", "alpha", "beta1", "beta2", "eval_greedy", "eval_problems"]
+KEYS = ["task", "model", "instruction", "lora", "lr", "steps", "stage1_steps", "batch_prompts",
+        "samples_per_prompt", "max_new_tokens", "alpha", "beta1", "beta2", "eval_greedy", "eval_problems"]
 pd.DataFrame({"value": {k: getattr(cfg, k) for k in KEYS}})
 
 # %% [markdown]
@@ -155,7 +155,8 @@ table.set_index("run").round(3)
 
 # %%
 gpu = build_config("math500-qwen2.5-1.5b-instruct")
-pd.DataFrame({"this notebook": {k: getattr(cfg, k) for k in KEYS}, "GPU preset": {k: getattr(gpu, k) for k in KEYS}})
+pd.DataFrame({"this notebook": {k: getattr(cfg, k) for k in KEYS},
+              "GPU preset": {k: getattr(gpu, k) for k in KEYS}})
 
 # %% [markdown]
 # ## Checked in full mode

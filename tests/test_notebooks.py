@@ -45,4 +45,4 @@ def test_mode_comes_from_the_environment_and_the_last_cell_checks_the_finding(so
     cells = [c.source for c in jupytext.read(source).cells if c.cell_type == "code"]
     params = next(c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", []))
     assert 'os.environ.get("SCORE_NOTEBOOK_MODE", "smoke")' in params.source
-    assert 'if MODE == "full":' in cells[-1] and "assert" in cells[-1], "the last cell asserts the finding in full mode"
+    assert 'if MODE == "full":' in cells[-1] and "assert" in cells[-1], "the last cell checks the finding in full mode"
