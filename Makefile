@@ -6,20 +6,30 @@ TORCH  ?= torch==2.13.0
 PIP_EXTRA ?=
 BIN    := $(VENV)/bin
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test notebooks demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(PIP_EXTRA) "$(TORCH)"
-	$(BIN)/pip install -q $(PIP_EXTRA) -e ".[test,data]"
+	$(BIN)/pip install -q $(PIP_EXTRA) -e ".[test,data,notebooks]"
 	touch $@
 
 setup: $(VENV)/.installed
 
 test: setup
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory notebooks
+
+# notebooks: pair each notebooks/NN_*.py (jupytext percent, the source) with its .ipynb, then execute
+# every notebook in smoke mode (tiny budgets, about 3 minutes in all); any error fails the target.
+# Full mode (the lecture, < 10 min a notebook): SCORE_NOTEBOOK_MODE=full, see README "Notebooks".
+NOTEBOOKS := $(wildcard notebooks/[0-9]*.py)
+
+notebooks: setup
+	$(BIN)/jupytext --sync $(NOTEBOOKS)
+	SCORE_NOTEBOOK_MODE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider --nbmake notebooks/
 
 # demo: a live toy SCoRe run in the background, watched in the app (http://127.0.0.1:8501)
 demo: setup

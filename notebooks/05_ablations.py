@@ -1,0 +1,128 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Which parts of SCoRe matter? (Table 4)
+#
+# **Question.** SCoRe is two stages plus a reward bonus. Take each piece away in turn: what breaks?
+#
+# The paper's Table 4 (MATH) removes one piece at a time:
+#
+# | variant | what changes |
+# |---|---|
+# | single-turn RL only | train attempt 1 alone; the second attempt is never trained |
+# | without Stage I | Stage II straight from the base model |
+# | without reward shaping | Stage II with $\alpha = 0$ |
+# | STaR in Stage II | Stage II replaced by STaR (SFT on successful revisions) |
+#
+# and we add **multi-turn RL** (Eq. 2 on both attempts, no Stage I, no bonus), the naive baseline SCoRe is
+# built to beat. What to look for: every variant's Delta below full SCoRe's, and multi-turn RL's second
+# attempt changing its answer less and less (collapse).
+#
+# Each variant is one `score train` with the same steps, samples and evaluation (`score ablate`); the
+# toy world is much smaller than MATH, so compare the *ordering* of the rows with the paper, not the
+# numbers.
+
+# %% tags=["parameters"]
+import os
+
+MODE = os.environ.get("SCORE_NOTEBOOK_MODE", "smoke")  # "smoke": seconds (CI); "full": the lecture (< 10 min)
+
+# %%
+import nbcommon
+
+nbcommon.check_mode(MODE)
+BASE = nbcommon.toy_base(MODE)
+METHODS = ["score", "st-rl", "no-stage1", "no-shaping", "star-stage2", "mt-rl"]
+if MODE == "smoke":  # the two methods of the finding only (each run is a process)
+    METHODS = ["score", "mt-rl"]
+# smoke: seconds per run; full: the ablation budget of score_lib.ablate (60 steps of 8 problems x 4 samples,
+# Stage I 20 steps), one seed, evaluated on 256 problems x 4 samples to fit 10 minutes
+SETTINGS = {**nbcommon.SMOKE_RUN, "model": BASE} if MODE == "smoke" else {"eval_problems": 256, "model": BASE}
+SETTINGS
+
+# %% [markdown]
+# ## Run the variants
+#
+# Two runs at a time, one thread each; every run writes a normal run directory under
+# `notebooks/runs/05_ablations-<mode>/`.
+
+# %%
+from IPython.display import Markdown, display
+
+from score_lib.ablate import ABLATIONS, PAPER, markdown, run_ablation
+
+RUNS = nbcommon.runs_dir("05_ablations", MODE)
+results = run_ablation("toy", seeds=1, out=RUNS, methods=METHODS,
+                       extra=[f"{k}={v}" for k, v in SETTINGS.items()], progress=False)
+display(Markdown(markdown(results)))
+
+# %% [markdown]
+# ## Beside the paper's numbers
+#
+# Percent of problems, ours (toy world) and the paper's (MATH, Table 4; the paper does not report
+# multi-turn RL in that table).
+
+# %%
+import pandas as pd
+
+from workbench import derive, figures
+
+means = {m: {k: v["mean"] for k, v in results[m].items() if isinstance(v, dict) and "mean" in v} for m in METHODS}
+rows = []
+for m in METHODS:
+    ours = derive.compare_row(f"toy: {ABLATIONS[m][0]}", means[m])
+    paper = PAPER.get(m)
+    rows.append({**ours, "paper t1": paper[0] if paper else None, "paper t2": paper[1] if paper else None,
+                 "paper Delta": paper[2] if paper else None})
+pd.DataFrame(rows).set_index("run")[["Acc@t1", "Acc@t2", "Delta", "i->c", "c->i", "answer change",
+                                     "paper t1", "paper t2", "paper Delta"]].round(1)
+
+# %%
+from workbench.paper import TABLES
+
+figures.fig_compare([derive.compare_row(f"toy: {ABLATIONS[m][0]}", means[m]) for m in METHODS]
+                    + TABLES["Table 4 (MATH ablations)"]).show()
+
+# %% [markdown]
+# ## Delta with its error bar
+#
+# Delta is a difference of two accuracies measured on the same episodes; its sampling standard error
+# (`delta_stderr`, from the number of episodes that flip) tells which gaps between rows are real.
+
+# %%
+for m in METHODS:
+    print(f"{ABLATIONS[m][0]:28s} Delta {means[m]['delta']:+.3f} +- {results[m]['delta_stderr']:.3f}")
+
+# %% [markdown]
+# ## Collapse of multi-turn RL
+#
+# Edit-distance ratio between the attempts on the test problems: multi-turn RL piles up at 0 (attempt 2
+# repeats attempt 1), SCoRe keeps more of its second attempts different.
+
+# %%
+figures.fig_edit_ratio_hist({ABLATIONS[m][0]: results[m]["edit_ratio_hist"] for m in ("mt-rl", "score")
+                             if results[m].get("edit_ratio_hist")}).show()
+
+# %% [markdown]
+# ## The finding (checked in full mode)
+#
+# SCoRe's Delta is above multi-turn RL's: the two stages and the bonus buy self-correction that naive
+# multi-turn RL does not learn with the same budget.
+
+# %%
+print(f"SCoRe Delta {means['score']['delta']:+.3f}, multi-turn RL Delta {means['mt-rl']['delta']:+.3f}")
+if MODE == "full":
+    assert means["score"]["delta"] > means["mt-rl"]["delta"], (means["score"]["delta"], means["mt-rl"]["delta"])
