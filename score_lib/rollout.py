@@ -9,6 +9,8 @@ benchmark compares against); both give the same tokens.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from .episodes import Attempt, Episode, glue_ids, prompt_ids
@@ -22,12 +24,23 @@ def stop_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def cache_kwarg(model) -> str:
+    """The name the model's forward takes its KV cache under: transformers renamed past_key_values to
+    cache after 5.17 (5.24 has both, the old one deprecated); GPU images still carry 5.17, where
+    `cache=` would be swallowed by **kwargs and every decode step would re-read no cache at all."""
+    base = getattr(model, "module", model)  # DDP / accelerate wrapper
+    if hasattr(base, "get_base_model"):  # peft: its own forward only has **kwargs
+        base = base.get_base_model()
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class _Stream:
     """The growing buffer of one batch: a KV cache plus the attention mask and positions behind it."""
 
     def __init__(self, model, rows: list[list[int]], pad_id: int):
         self.model, self.pad_id = model, pad_id
-        self.past = None
+        self.past, self.cache_name = None, cache_kwarg(model)
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -43,8 +56,8 @@ class _Stream:
         position_ids = self.pos[:, None] + torch.cumsum(mask, dim=1) - mask
         self.mask = torch.cat([self.mask, mask], dim=1)
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=position_ids,
-                         cache=self.past, use_cache=True, logits_to_keep=1)
-        self.past = out.cache
+                         use_cache=True, logits_to_keep=1, **{self.cache_name: self.past})
+        self.past = out[self.cache_name]
         self.pos += mask.sum(dim=1)
         self.logits = out.logits[:, -1].float()
         return self.logits
