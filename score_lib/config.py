@@ -64,6 +64,8 @@ class TrainConfig:
     """Stage II: share of each batch whose attempt 1 comes from the base (reference) model; 0 = off (Sec. 5.3)."""
     temperature: float = 1.0
     """Sampling temperature for training rollouts."""
+    rollout_backend: str = "hf"
+    """Engine of the RL steps' on-policy rollouts: hf (transformers) or vllm (GPU only; pip install vllm)."""
     max_new_tokens: int = 48
     """Length limit of each attempt."""
     instruction: str = TOY_INSTRUCTION
@@ -184,6 +186,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"setting 'dtype': auto, float32 or bfloat16, got {cfg.dtype!r}")
     if cfg.stage2 not in ("rl", "star"):
         raise ConfigError(f"setting 'stage2': rl or star, got {cfg.stage2!r}")
+    if cfg.rollout_backend not in ("hf", "vllm"):
+        raise ConfigError(f"setting 'rollout_backend': hf or vllm, got {cfg.rollout_backend!r}")
     if cfg.kl_estimator not in ("full", "k3", "k1"):
         raise ConfigError(f"setting 'kl_estimator': one of full, k3, k1, got {cfg.kl_estimator!r}")
     for name in ("steps", "stage1_steps", "eval_every", "checkpoint_every", "trace_every"):

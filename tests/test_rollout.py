@@ -83,7 +83,7 @@ class _Out(dict):
 
 class _OldStyleModel(torch.nn.Module):
     """A model with transformers 5.17's forward signature (past_key_values in and out), as on the GPU
-    images, wrapping a 5.24 model; `calls` records whether the cache came back on every decode step."""
+    images, wrapping the installed one; `calls` records whether the cache came back on every decode step."""
 
     def __init__(self, inner):
         super().__init__()
@@ -91,10 +91,13 @@ class _OldStyleModel(torch.nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=None, logits_to_keep=0, **kwargs):
+        from score_lib.rollout import cache_kwarg
+
         self.calls.append(past_key_values is not None)
+        name = cache_kwarg(self.inner)
         out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         cache=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
-        return _Out(logits=out.logits, past_key_values=out.cache)
+                         use_cache=use_cache, logits_to_keep=logits_to_keep, **{name: past_key_values})
+        return _Out(logits=out.logits, past_key_values=out[name])
 
 
 def test_old_transformers_cache_name_is_used(setup):
@@ -102,7 +105,7 @@ def test_old_transformers_cache_name_is_used(setup):
 
     model, tok, task = setup
     old = _OldStyleModel(model)
-    assert cache_kwarg(model) == "cache" and cache_kwarg(old) == "past_key_values"
+    assert cache_kwarg(old) == "past_key_values"
     probs = task.problems("test", 3)
     a = rollout(model, tok, probs, INSTR, n=2, seed=5, max_new_tokens=12)
     b = rollout(old, tok, probs, INSTR, n=2, seed=5, max_new_tokens=12)
