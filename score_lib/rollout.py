@@ -63,6 +63,13 @@ class _Stream:
         return self.logits
 
 
+def make_attempt(tokenizer, ids: list[int], logprobs: list[float], stops, graded: bool = True) -> Attempt:
+    """An attempt from its sampled ids (the stop token included when it stopped by itself): the one place
+    every rollout backend builds them, so episodes do not depend on the engine."""
+    text = tokenizer.decode([t for t in ids if t not in stops], skip_special_tokens=True)
+    return Attempt(ids=ids, logprobs=logprobs, text=text, truncated=not (ids and ids[-1] in stops), graded=graded)
+
+
 def _sample(logits: torch.Tensor, temperature: float, greedy: bool, gen: torch.Generator | None):
     if greedy or temperature <= 0:
         logp = torch.log_softmax(logits, dim=-1)
@@ -75,7 +82,7 @@ def _sample(logits: torch.Tensor, temperature: float, greedy: bool, gen: torch.G
 
 def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, temperature: float,
                     greedy: bool, gen, feed_last: bool):
-    """Sample one attempt for every row; returns per-row (ids, logprobs, truncated)."""
+    """Sample one attempt for every row; returns per-row ids and logprobs."""
     B = stream.pos.shape[0]
     ids = [[] for _ in range(B)]
     lps = [[] for _ in range(B)]
@@ -94,8 +101,7 @@ def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, tempe
             stream.feed(tok[:, None], was_active.long()[:, None])
         if last:
             break
-    truncated = [not (r and r[-1] in stops) for r in ids]
-    return ids, lps, truncated
+    return ids, lps
 
 
 @torch.no_grad()
@@ -130,12 +136,10 @@ def rollout(model, tokenizer, problems: list[Problem], instructions: list[str], 
                 stream = _Stream(model, [c + glue for c in contexts], pad)
             for c in contexts:
                 c.extend(glue)
-        ids, lps, trunc = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen,
-                                          feed_last=reuse_kv and j < k - 1)
+        ids, lps = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen,
+                                   feed_last=reuse_kv and j < k - 1)
         for i in range(len(rows)):
-            text = tokenizer.decode([t for t in ids[i] if t not in stops], skip_special_tokens=True)
-            attempts[i].append(Attempt(ids=ids[i], logprobs=lps[i], text=text, truncated=trunc[i],
-                                       graded=graded[j]))
+            attempts[i].append(make_attempt(tokenizer, ids[i], lps[i], stops, graded[j]))
             contexts[i].extend(ids[i])
     model.train(was_training)
     return [Episode(problem=p, prompt_ids=prompts[i], glue_ids=[[]] + glues, attempts=attempts[i], sample=s)
@@ -159,12 +163,11 @@ def continue_episodes(model, tokenizer, episodes: list[Episode], instruction: st
             ctx += ep.glue_ids[j] + att.ids
         contexts.append(ctx + glue)
     stream = _Stream(model, contexts, tokenizer.pad_token_id)
-    ids, lps, trunc = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen, feed_last=False)
+    ids, lps = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen, feed_last=False)
     model.train(was_training)
     out = []
     for i, ep in enumerate(episodes):
-        text = tokenizer.decode([t for t in ids[i] if t not in stops], skip_special_tokens=True)
-        new = Attempt(ids=ids[i], logprobs=lps[i], text=text, truncated=trunc[i])
+        new = make_attempt(tokenizer, ids[i], lps[i], stops)
         out.append(Episode(problem=ep.problem, prompt_ids=ep.prompt_ids, glue_ids=ep.glue_ids + [glue],
                            attempts=[*ep.attempts, new], sample=ep.sample))
     return out

@@ -10,6 +10,7 @@ resumed from a checkpoint replays exactly the steps an uninterrupted run would h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 import shutil
@@ -90,6 +91,15 @@ class Trainer:
         self.start_step, self.t0 = 0, time.time()
         if resume:
             self._load_checkpoint()
+        self.vllm = None
+        if cfg.rollout_backend == "vllm":  # started after a resume's load, then handed the weights in force
+            from .models import resolve
+            from .rollout_vllm import VLLMRollout
+
+            self.vllm = VLLMRollout(resolve(_resolve_model(cfg)), self.tok, model, _dtype(cfg), cfg.seed,
+                                    cfg.vllm_gpu_memory)
+            if self.start_step:
+                self.vllm.sync_weights(self.accelerator.unwrap_model(self.model))
 
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> dict:
@@ -162,9 +172,9 @@ class Trainer:
                 episodes = continue_episodes(self.model, self.tok, episodes, text, temperature=cfg.temperature,
                                              max_new_tokens=cfg.max_new_tokens, seed=step_seed(cfg, step) + 1 + j)
         if n_off < len(problems):  # on-policy episodes; each problem's samples stay adjacent (one LOO group)
-            episodes += rollout(self.model, self.tok, problems[n_off:], instr, n=cfg.samples_per_prompt,
-                                temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                                seed=step_seed(cfg, step))
+            sample = self.vllm.rollout if self.vllm else functools.partial(rollout, self.model, self.tok)
+            episodes += sample(problems[n_off:], instr, n=cfg.samples_per_prompt, temperature=cfg.temperature,
+                               max_new_tokens=cfg.max_new_tokens, seed=step_seed(cfg, step))
         t1 = time.time()
         grade(self.task, episodes)
         rewards = torch.tensor([[a.reward for a in ep.attempts] for ep in episodes])
@@ -187,6 +197,8 @@ class Trainer:
         self.accelerator.backward(loss)
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.opt.step()
+        if self.vllm:  # the next rollout must sample from the updated policy
+            self.vllm.sync_weights(self.accelerator.unwrap_model(self.model))
         t3 = time.time()
         record = {"step": step + 1, "stage": stage, "time": round(time.time() - self.t0, 3), **stats,
                   "grad_norm": float(grad_norm), "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2,
