@@ -4,13 +4,16 @@ a. One RL step, same work on both sides: the same model (loaded from the same fo
    4 samples (TRL: per_device_train_batch_size 16, num_generations 4), at most 32 new tokens,
    temperature 1 with no top-k/top-p, KL to the frozen initial model with beta 0.01 estimated by k3 on
    the sampled tokens (TRL's only estimator; ours with kl_estimator=k3 and beta1=0.01), Adam lr 1e-4,
-   gradient clipping 1.0, fp32, one optimiser step per batch. Ours is `Trainer.rl_step` of method
+   gradient clipping 1.0, fp32, no gradient checkpointing (TRL turns it on by default; we do not), one
+   optimiser step per batch. Ours is `Trainer.rl_step` of method
    st-rl; TRL's is GRPOTrainer.train() timed per step by a callback. The first WARMUP steps of each
    are dropped, then the median. Blocks run ours, TRL, ours (the machine is shared; drift shows up
    as a gap between the two blocks of ours). Ours with the exact full-vocabulary KL (the default) is
-   timed too. The toy-sized model is a randomly initialised 1.06M-parameter Llama: a random model
-   never emits its stop token, so every completion is exactly 32 tokens on both sides (equal work by
-   construction). SmolLM2-135M-Instruct runs too when registered (`score models pull smollm2-135m`).
+   timed too. The toy-sized model is a randomly initialised 1.06M-parameter Llama over the toy
+   world's 99-symbol vocabulary: it ends a completion with probability about 1/99 per token, so
+   completions are ~28 of at most 32 tokens on both sides (same model, same distribution); step
+   times and tokens/s are both reported. SmolLM2-135M-Instruct runs too when registered
+   (`score models pull smollm2-135m`).
 b. Two attempts: `rollout(..., [instruction], n=4)` (one KV cache across attempts) against the
    function a user hands GRPOTrainer as `rollout_func` for the same episode (TRL 1.16 gives that
    hook no generator of its own under transformers): `model.generate` for attempt 1, then again
@@ -94,6 +97,7 @@ def trl_trainer(folder: Path, max_new: int, steps: int, tmp: Path, rollout_func=
                       num_generations=GROUP, max_completion_length=max_new, max_steps=steps, beta=BETA,
                       temperature=1.0, top_p=1.0, top_k=0, learning_rate=LR, max_grad_norm=1.0,
                       lr_scheduler_type="constant", optim="adamw_torch", weight_decay=0.0, bf16=False,
+                      gradient_checkpointing=False,
                       use_cpu=True, report_to="none", logging_steps=1, save_strategy="no",
                       disable_tqdm=True, dataloader_num_workers=0, seed=0)
     model, tok = load_policy(str(folder))

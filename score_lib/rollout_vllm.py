@@ -75,7 +75,9 @@ class VLLMRollout:
         for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
                            ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517")):
             os.environ.setdefault(key, value)
-        self.llm = vllm.LLM(model=model_path, tokenizer=model_path, dtype=str(dtype).removeprefix("torch."),
+        # skip_tokenizer_init: requests are token ids and attempts are decoded by make_attempt with our own
+        # tokenizer, so vLLM needs none (and cannot trip over ids a small tokenizer does not know)
+        self.llm = vllm.LLM(model=model_path, skip_tokenizer_init=True, dtype=str(dtype).removeprefix("torch."),
                             seed=seed, gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True,
                             distributed_executor_backend="external_launcher",
                             logprobs_mode="processed_logprobs")
@@ -85,7 +87,7 @@ class VLLMRollout:
         # returns the sampled token's logprob only; top-k/top-p off: plain temperature sampling as rollout.py
         return self.vllm.SamplingParams(n=1, temperature=0.0 if greedy else temperature, top_p=1.0, top_k=-1,
                                         max_tokens=max_new_tokens, stop_token_ids=self.stops, logprobs=0,
-                                        seed=seed, skip_special_tokens=True)
+                                        seed=seed, detokenize=False)
 
     def _generate(self, contexts: list[list[int]], temperature, greedy, max_new_tokens, seed):
         # one request per row, each with its own seed (row i: seed + i), so a step's samples are reproducible
