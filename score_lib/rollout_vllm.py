@@ -71,7 +71,8 @@ class VLLMRollout:
         vllm = require_vllm()
         self.vllm, self.tok = vllm, tokenizer
         self.stops = sorted(stop_ids(model, tokenizer))
-        # external_launcher reads the torch.distributed environment even for one process (as in TRL 1.16)
+        # external_launcher reads the torch.distributed environment even for one process; set process-wide as
+        # TRL 1.16 does (after the trainer's Accelerator exists, so it does not mistake itself for a multi-process run)
         for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
                            ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517")):
             os.environ.setdefault(key, value)

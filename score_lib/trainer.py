@@ -24,7 +24,7 @@ from . import objectives
 from .config import EVAL_ONLY, SFT_FAMILY, TrainConfig, as_dict
 from .episodes import collate
 from .evaluate import evaluate, instructions_for, json_row, outcomes
-from .losses import reinforce_kl_loss
+from .losses import attempt_tail, reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, load_policy
 from .rollout import continue_episodes, grade, rollout
@@ -187,11 +187,12 @@ class Trainer:
         batch = collate(episodes, self.tok.pad_token_id)
         device = self.accelerator.device
         batch = {k: v.to(device) for k, v in batch.items()}
-        fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        keep, tail = attempt_tail(batch)  # logits only where they predict attempt tokens
+        fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "logits_to_keep": keep}
         self.model.train()
         logits = self.model(**fwd).logits
         ref_logits = self.reference.logits(**fwd)
-        loss, stats = reinforce_kl_loss(logits, ref_logits, batch, adv.to(device), kl_coef.to(device),
+        loss, stats = reinforce_kl_loss(logits, ref_logits, tail, adv.to(device), kl_coef.to(device),
                                         cfg.kl_estimator)
         self.opt.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)

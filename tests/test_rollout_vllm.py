@@ -84,6 +84,11 @@ def fake_vllm(monkeypatch):
     mod.LLM = FakeLLM
     mod.SamplingParams = lambda **kw: SimpleNamespace(**kw)
     monkeypatch.setitem(sys.modules, "vllm", mod)
+    # VLLMRollout sets the torch.distributed variables process-wide (as TRL does); left behind, they make
+    # later Accelerators in this test process believe in a distributed run: restore them afterwards
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     FakeLLM.instances.clear()
     return mod
 
