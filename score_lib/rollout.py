@@ -35,24 +35,35 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    """A seeded generator where the sampling happens (multinomial wants one on the probabilities' device)."""
+    return torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+
+
 class _Stream:
     """The growing buffer of one batch: a KV cache plus the attention mask and positions behind it."""
 
     def __init__(self, model, rows: list[list[int]], pad_id: int):
         self.model, self.pad_id = model, pad_id
         self.past, self.cache_name = None, cache_kwarg(model)
+        self.device = model_device(model)
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):  # left padding: every row's last token sits in the last column
             ids[i, width - len(r):] = torch.tensor(r)
             mask[i, width - len(r):] = 1
-        self.mask = mask[:, :0]
-        self.pos = torch.zeros(len(rows), dtype=torch.long)
+        self.mask = mask[:, :0].to(self.device)
+        self.pos = torch.zeros(len(rows), dtype=torch.long, device=self.device)
         self.logits = self.feed(ids, mask)
 
     def feed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Append a [B, T] chunk (mask 0 marks gaps) and return the next-token logits [B, V]."""
+        ids, mask = ids.to(self.device), mask.to(self.device)
         position_ids = self.pos[:, None] + torch.cumsum(mask, dim=1) - mask
         self.mask = torch.cat([self.mask, mask], dim=1)
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=position_ids,
@@ -86,14 +97,16 @@ def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, tempe
     B = stream.pos.shape[0]
     ids = [[] for _ in range(B)]
     lps = [[] for _ in range(B)]
-    active = torch.ones(B, dtype=torch.bool)
-    stop_t = torch.tensor(sorted(stops))
+    active = torch.ones(B, dtype=torch.bool, device=stream.device)
+    stop_t = torch.tensor(sorted(stops), device=stream.device)
     for t in range(max_new_tokens):
         tok, lp = _sample(stream.logits, temperature, greedy, gen)
         tok = torch.where(active, tok, torch.full_like(tok, stream.pad_id))
-        for i in torch.nonzero(active).flatten().tolist():
-            ids[i].append(int(tok[i]))
-            lps[i].append(float(lp[i]))
+        tok_l, lp_l = tok.tolist(), lp.tolist()  # one device->host copy per step, not one per row
+        for i, on in enumerate(active.tolist()):
+            if on:
+                ids[i].append(tok_l[i])
+                lps[i].append(lp_l[i])
         was_active = active.clone()
         active &= ~torch.isin(tok, stop_t)
         last = not bool(active.any()) or t == max_new_tokens - 1
@@ -115,7 +128,7 @@ def rollout(model, tokenizer, problems: list[Problem], instructions: list[str], 
     """
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    gen = _generator(seed, model_device(model))
     stops = stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id
     rows = [(p, s) for p in problems for s in range(n)]
@@ -130,7 +143,7 @@ def rollout(model, tokenizer, problems: list[Problem], instructions: list[str], 
         if j > 0:
             glue = glues[j - 1]
             if reuse_kv:
-                chunk = torch.tensor([glue] * len(rows))
+                chunk = torch.tensor([glue] * len(rows))  # moved to the model's device by feed
                 stream.feed(chunk, torch.ones_like(chunk))
             else:
                 stream = _Stream(model, [c + glue for c in contexts], pad)
@@ -153,7 +166,7 @@ def continue_episodes(model, tokenizer, episodes: list[Episode], instruction: st
     distribution-shift probe. Each row's context differs, so it is encoded afresh."""
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    gen = _generator(seed, model_device(model))
     stops = stop_ids(model, tokenizer)
     glue = glue_ids(tokenizer, instruction)
     contexts = []

@@ -88,6 +88,7 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr if cfg.method not in SFT_FAMILY else cfg.sft_lr)
         self.model, self.opt = self.accelerator.prepare(model, opt)
+        self.reference.model.to(self.accelerator.device)  # prepare places the policy only (a no-op on CPU)
         self.start_step, self.t0 = 0, time.time()
         if resume:
             self._load_checkpoint()
