@@ -8,9 +8,9 @@ character-level tokenizer are saved to a temporary folder, a real Trainer loads 
 (load_policy, reference copy, accelerate, Adam) and `Trainer.rl_step` runs the toy world's steps:
 rollout (both attempts, one KV cache), oracle, objective, REINFORCE + exact-KL loss, backward, Adam.
 The tokenizer knows 99 of the model's 151,936 token ids: a random model samples ids it cannot
-spell, so rewards are 0 and attempts run to the length cap, which is what a speed check wants
-(every step decodes exactly max_new_tokens per attempt). Then the same with the vLLM rollout
-backend (rollout_backend=vllm) when `import vllm` works.
+spell, so rewards are 0 and attempts run to the length cap, which is what a speed check wants (its
+stop token comes about once in 151,936 tokens: a step decodes nearly max_new_tokens per attempt).
+Then the same with the vLLM rollout backend (rollout_backend=vllm) when `import vllm` works.
 
 Needs: torch (CUDA), transformers >= 5.0 (written against 5.17's API), accelerate, tqdm, numpy.
 score_lib.metrics imports rapidfuzz; where it is missing a pure-Python Levenshtein stands in (it
