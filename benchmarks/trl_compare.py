@@ -5,11 +5,11 @@ a. One RL step, same work on both sides: the same model (loaded from the same fo
    temperature 1 with no top-k/top-p, KL to the frozen initial model with beta 0.01 estimated by k3 on
    the sampled tokens (TRL's only estimator; ours with kl_estimator=k3 and beta1=0.01), Adam lr 1e-4,
    gradient clipping 1.0, fp32, no gradient checkpointing (TRL turns it on by default; we do not), one
-   optimiser step per batch. Ours is `Trainer.rl_step` of method
-   st-rl; TRL's is GRPOTrainer.train() timed per step by a callback. The first WARMUP steps of each
-   are dropped, then the median. Blocks run ours, TRL, ours (the machine is shared; drift shows up
-   as a gap between the two blocks of ours). Ours with the exact full-vocabulary KL (the default) is
-   timed too. The toy-sized model is a randomly initialised 1.06M-parameter Llama over the toy
+   optimiser step per batch. Ours is `Trainer.rl_step` of method st-rl;
+   TRL's is GRPOTrainer.train() timed per step by a callback, and one step of ours (and one of ours
+   with the exact full-vocabulary KL, our default) runs between each two of TRL's, so a change in
+   the shared machine's load hits all three alike. The first WARMUP steps of each are dropped, then
+   the median. The toy-sized model is a randomly initialised 1.06M-parameter Llama over the toy
    world's 99-symbol vocabulary: it ends a completion with probability about 1/99 per token, so
    completions are ~28 of at most 32 tokens on both sides (same model, same distribution); step
    times and tokens/s are both reported. SmolLM2-135M-Instruct runs too when registered
@@ -52,25 +52,23 @@ WARMUP = 2
 MED = statistics.median
 
 
-class TooSlow(Exception):
-    """A model whose first step exceeds the budget: its comparison is skipped, with the time said."""
+class OurSteps:
+    """Our Trainer on the same work; `step()` times one rl_step."""
 
+    def __init__(self, folder: Path, max_new: int, steps: int, kl: str, tmp: Path):
+        cfg = build_config("toy-st-rl", {
+            "model": str(folder), "batch_prompts": PROMPTS, "samples_per_prompt": GROUP, "max_new_tokens": max_new,
+            "beta1": BETA, "kl_estimator": kl, "temperature": 1.0, "lr": LR, "max_grad_norm": 1.0,
+            "dtype": "float32", "trace_every": 0, "checkpoint_every": 0, "eval_every": 0, "steps": steps})
+        self.trainer = Trainer(cfg, tmp / f"ours-{kl}-{time.monotonic_ns()}", progress=False)
+        self.train, self.runs = self.trainer.task.problems("train"), []
 
-def ours_steps(folder: Path, max_new: int, steps: int, kl: str, tmp: Path, max_step_s: float = 1e9) -> list[dict]:
-    cfg = build_config("toy-st-rl", {
-        "model": str(folder), "batch_prompts": PROMPTS, "samples_per_prompt": GROUP, "max_new_tokens": max_new,
-        "beta1": BETA, "kl_estimator": kl, "temperature": 1.0, "lr": LR, "max_grad_norm": 1.0,
-        "dtype": "float32", "trace_every": 0, "checkpoint_every": 0, "eval_every": 0, "steps": steps})
-    trainer = Trainer(cfg, tmp / f"ours-{kl}-{time.monotonic_ns()}", progress=False)
-    train, out = trainer.task.problems("train"), []
-    for step in range(steps):
+    def step(self) -> dict:
         t = time.perf_counter()
-        rec = trainer.rl_step(step, train)
-        out.append({"s": time.perf_counter() - t, "tokens": rec["len_t1"] * PROMPTS * GROUP,
-                    "generate_s": rec["t_generate"], "update_s": rec["t_update"]})
-        if out[-1]["s"] > max_step_s:
-            raise TooSlow(f"our first step took {out[-1]['s']:.1f} s (> {max_step_s:.0f} s)")
-    return out
+        rec = self.trainer.rl_step(len(self.runs), self.train)
+        self.runs.append({"s": time.perf_counter() - t, "tokens": rec["len_t1"] * PROMPTS * GROUP,
+                          "generate_s": rec["t_generate"], "update_s": rec["t_update"]})
+        return self.runs[-1]
 
 
 def trl_dataset(n: int = 512):
@@ -85,7 +83,7 @@ def toy_reward(completions, answer, **_):
     return [float(extract_answer(c[0]["content"]) == a) for c, a in zip(completions, answer)]
 
 
-def trl_trainer(folder: Path, max_new: int, steps: int, tmp: Path, rollout_func=None):
+def trl_trainer(folder: Path, max_new: int, steps: int, tmp: Path, rollout_func=None, between=None):
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
@@ -98,6 +96,8 @@ def trl_trainer(folder: Path, max_new: int, steps: int, tmp: Path, rollout_func=
 
         def on_step_end(self, args, state, control, **kw):
             self.times.append(time.perf_counter() - self.t)
+            if between is not None:  # our steps run here, between TRL's, under the same machine load
+                between()
 
     args = GRPOConfig(output_dir=str(tmp / "trl"), per_device_train_batch_size=PROMPTS * GROUP,
                       num_generations=GROUP, max_completion_length=max_new, max_steps=steps, beta=BETA,
@@ -113,8 +113,8 @@ def trl_trainer(folder: Path, max_new: int, steps: int, tmp: Path, rollout_func=
     return trainer, timer
 
 
-def trl_steps(folder: Path, max_new: int, steps: int, tmp: Path) -> list[dict]:
-    trainer, timer = trl_trainer(folder, max_new, steps, tmp)
+def trl_steps(folder: Path, max_new: int, steps: int, tmp: Path, between=None) -> list[dict]:
+    trainer, timer = trl_trainer(folder, max_new, steps, tmp, between=between)
     trainer.train()
     lens = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
     return [{"s": s, "tokens": n * PROMPTS * GROUP} for s, n in zip(timer.times, lens)]
@@ -130,35 +130,33 @@ def summary(runs: list[dict]) -> dict:
 
 def step_compare(label: str, folder: Path, max_new: int, steps: int, tmp: Path, max_step_s: float = 1e9) -> dict:
     print(f"\n## RL step: ours (st-rl) vs TRL GRPOTrainer, {label}", flush=True)
-    blocks = {}
+    ours, exact = OurSteps(folder, max_new, steps, "k3", tmp), OurSteps(folder, max_new, steps, "full", tmp)
     with LoadMeter() as load:
-        try:
-            blocks["ours_a"] = ours_steps(folder, max_new, steps, "k3", tmp, max_step_s)
-        except TooSlow as e:
-            print(f"{label}: {e}: skipped to keep make bench inside its budget", flush=True)
-            return {"model": label, "skipped": str(e)}
-        blocks["trl"] = trl_steps(folder, max_new, steps, tmp)
-        blocks["ours_b"] = ours_steps(folder, max_new, steps, "k3", tmp)
-        blocks["ours_full_kl"] = ours_steps(folder, max_new, steps, "full", tmp)
+        if ours.step()["s"] > max_step_s:  # a first step over budget: the model is skipped, and said
+            print(f"{label}: our first step took {ours.runs[0]['s']:.1f} s (> {max_step_s:.0f} s): skipped to keep "
+                  "make bench inside its budget", flush=True)
+            return {"model": label, "skipped": f"our first step took {ours.runs[0]['s']:.1f} s"}
+        ours.runs.clear()
+        # step by step in turn (TRL, ours, ours with the exact KL), so a change in load hits all three alike
+        trl = trl_steps(folder, max_new, steps, tmp, between=lambda: (ours.step(), exact.step()))
+    blocks = {"ours": ours.runs, "ours_full_kl": exact.runs, "trl": trl}
     res = {k: summary(v) for k, v in blocks.items()}
-    ours_runs = blocks["ours_a"][WARMUP:] + blocks["ours_b"][WARMUP:]
-    ours_s = MED(r["s"] for r in ours_runs)
-    ours_tok = MED(r["tokens"] for r in ours_runs)
-    res["ours"] = {"median_step_s": round(ours_s, 4), "tokens_per_s": round(ours_tok / ours_s, 1),
-                   "generate_s": round(MED(r["generate_s"] for r in ours_runs), 4),
-                   "update_s": round(MED(r["update_s"] for r in ours_runs), 4)}
+    ours_runs = blocks["ours"][WARMUP:]
+    res["ours"].update(generate_s=round(MED(r["generate_s"] for r in ours_runs), 4),
+                       update_s=round(MED(r["update_s"] for r in ours_runs), 4))
+    ours_s = res["ours"]["median_step_s"]
     trl_s = res["trl"]["median_step_s"]
     res["speedup_ours_over_trl"] = round(trl_s / ours_s, 2)
     res["speedup_ours_full_kl_over_trl"] = round(trl_s / res["ours_full_kl"]["median_step_s"], 2)
     res.update(model=label, batch=f"{PROMPTS} prompts x {GROUP} samples", max_new_tokens=max_new, beta=BETA,
-               kl="k3 on sampled tokens (both)", steps_per_block=steps, warmup_dropped=WARMUP,
+               kl="k3 on sampled tokens (both)", steps=steps, warmup_dropped=WARMUP, order="interleaved per step",
                other_procs_cores=load.other_cores, date=time.strftime("%Y-%m-%d %H:%M"),
                torch_threads=torch.get_num_threads())
     print("| | median step s | tokens/s | first step s |\n|---|---|---|---|")
-    for k in ("ours_a", "ours_b", "ours_full_kl", "trl"):
+    for k in ("ours", "ours_full_kl", "trl"):
         r = res[k]
         print(f"| {k} | {r['median_step_s']} | {r['tokens_per_s']} | {r['first_step_s']} |")
-    print(f"ours (both k3 blocks) {ours_s:.4f} s/step (generate {res['ours']['generate_s']} s, update "
+    print(f"ours {ours_s:.4f} s/step (generate {res['ours']['generate_s']} s, update "
           f"{res['ours']['update_s']} s); TRL / ours = {res['speedup_ours_over_trl']}x "
           f"(ours with the exact KL: {res['speedup_ours_full_kl_over_trl']}x); other processes busy: "
           f"{load.other_cores} cores", flush=True)
