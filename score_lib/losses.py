@@ -48,6 +48,18 @@ def attempt_masks(attempt_index: torch.Tensor, k: int) -> torch.Tensor:
     return torch.stack([(target_attempt == j).float() for j in range(k)])
 
 
+def attempt_tail(batch: dict[str, torch.Tensor]) -> tuple[int, dict[str, torch.Tensor]]:
+    """(keep, the batch's last `keep` columns): the positions from the one before the first attempt token on.
+
+    Logits at earlier positions predict prompt tokens, which every loss masks out, so the model is asked
+    for logits_to_keep=keep and the loss gets the matching tail: the same loss and gradient without the
+    vocabulary-sized logits, log-softmaxes and KL terms of the prompt (151,936 wide per token for Qwen2)."""
+    is_attempt = (batch["attempt_index"] >= 0).any(dim=0)
+    first = int(is_attempt.float().argmax()) if bool(is_attempt.any()) else batch["attempt_index"].shape[1] - 1
+    keep = batch["attempt_index"].shape[1] - max(first - 1, 0)
+    return keep, {k: v[:, -keep:] for k, v in batch.items()}
+
+
 def reinforce_kl_loss(logits: torch.Tensor, ref_logits: torch.Tensor, batch: dict[str, torch.Tensor],
                       adv: torch.Tensor, kl_coef: torch.Tensor, estimator: str = "full"):
     """The loss above plus per-attempt statistics (detached floats) for logging."""

@@ -9,6 +9,8 @@ benchmark compares against); both give the same tokens.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
@@ -62,13 +64,29 @@ class _BufferedCache(DynamicCache):
         Cache.__init__(self, layer_class_to_replicate=_BufferedLayer)
 
 
+def cache_kwarg(model) -> str:
+    """The name the model's forward takes its KV cache under: transformers renamed past_key_values to
+    cache after 5.17 (5.24 has both, the old one deprecated); GPU images still carry 5.17, where
+    `cache=` would be swallowed by **kwargs and every decode step would re-read no cache at all."""
+    base = getattr(model, "module", model)  # DDP / accelerate wrapper
+    if hasattr(base, "get_base_model"):  # peft: its own forward only has **kwargs
+        base = base.get_base_model()
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    """A seeded generator where the sampling happens (multinomial wants one on the probabilities' device)."""
+    return torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+
+
 class _Stream:
     """The growing buffer of one batch: a KV cache plus the attention mask and positions behind it."""
 
     def __init__(self, model, rows: list[list[int]], pad_id: int):
         self.model, self.pad_id = model, pad_id
         self.device = model_device(model)
-        self.past = _BufferedCache()
+        self.past, self.cache_name = _BufferedCache(), cache_kwarg(model)
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -85,11 +103,18 @@ class _Stream:
         position_ids = self.pos[:, None] + torch.cumsum(mask, dim=1) - mask
         self.mask = torch.cat([self.mask, mask], dim=1)
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=position_ids,
-                         cache=self.past, use_cache=True, logits_to_keep=1)
-        self.past = out.cache
+                         use_cache=True, logits_to_keep=1, **{self.cache_name: self.past})
+        self.past = out[self.cache_name]
         self.pos += mask.sum(dim=1)
         self.logits = out.logits[:, -1].float()
         return self.logits
+
+
+def make_attempt(tokenizer, ids: list[int], logprobs: list[float], stops, graded: bool = True) -> Attempt:
+    """An attempt from its sampled ids (the stop token included when it stopped by itself): the one place
+    every rollout backend builds them, so episodes do not depend on the engine."""
+    text = tokenizer.decode([t for t in ids if t not in stops], skip_special_tokens=True)
+    return Attempt(ids=ids, logprobs=logprobs, text=text, truncated=not (ids and ids[-1] in stops), graded=graded)
 
 
 def _sample(logits: torch.Tensor, temperature: float, greedy: bool, gen: torch.Generator | None):
@@ -104,7 +129,7 @@ def _sample(logits: torch.Tensor, temperature: float, greedy: bool, gen: torch.G
 
 def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, temperature: float,
                     greedy: bool, gen, feed_last: bool):
-    """Sample one attempt for every row; returns per-row (ids, logprobs, truncated)."""
+    """Sample one attempt for every row; returns per-row ids and logprobs."""
     B = stream.pos.shape[0]
     ids = [[] for _ in range(B)]
     lps = [[] for _ in range(B)]
@@ -114,9 +139,10 @@ def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, tempe
         tok, lp = _sample(stream.logits, temperature, greedy, gen)
         tok = torch.where(active, tok, torch.full_like(tok, stream.pad_id))
         tok_l, lp_l = tok.tolist(), lp.tolist()  # one device->host copy per step, not one per row
-        for i in torch.nonzero(active).flatten().tolist():
-            ids[i].append(tok_l[i])
-            lps[i].append(lp_l[i])
+        for i, on in enumerate(active.tolist()):
+            if on:
+                ids[i].append(tok_l[i])
+                lps[i].append(lp_l[i])
         was_active = active.clone()
         active &= ~torch.isin(tok, stop_t)
         last = not bool(active.any()) or t == max_new_tokens - 1
@@ -124,8 +150,7 @@ def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, tempe
             stream.feed(tok[:, None], was_active.long()[:, None])
         if last:
             break
-    truncated = [not (r and r[-1] in stops) for r in ids]
-    return ids, lps, truncated
+    return ids, lps
 
 
 @torch.no_grad()
@@ -139,7 +164,7 @@ def rollout(model, tokenizer, problems: list[Problem], instructions: list[str], 
     """
     was_training = model.training
     model.eval()
-    gen = torch.Generator(model_device(model)).manual_seed(seed) if seed is not None else None
+    gen = _generator(seed, model_device(model))
     stops = stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id
     rows = [(p, s) for p in problems for s in range(n)]
@@ -154,18 +179,16 @@ def rollout(model, tokenizer, problems: list[Problem], instructions: list[str], 
         if j > 0:
             glue = glues[j - 1]
             if reuse_kv:
-                chunk = torch.tensor([glue] * len(rows))
+                chunk = torch.tensor([glue] * len(rows))  # moved to the model's device by feed
                 stream.feed(chunk, torch.ones_like(chunk))
             else:
                 stream = _Stream(model, [c + glue for c in contexts], pad)
             for c in contexts:
                 c.extend(glue)
-        ids, lps, trunc = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen,
-                                          feed_last=reuse_kv and j < k - 1)
+        ids, lps = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen,
+                                   feed_last=reuse_kv and j < k - 1)
         for i in range(len(rows)):
-            text = tokenizer.decode([t for t in ids[i] if t not in stops], skip_special_tokens=True)
-            attempts[i].append(Attempt(ids=ids[i], logprobs=lps[i], text=text, truncated=trunc[i],
-                                       graded=graded[j]))
+            attempts[i].append(make_attempt(tokenizer, ids[i], lps[i], stops, graded[j]))
             contexts[i].extend(ids[i])
     model.train(was_training)
     return [Episode(problem=p, prompt_ids=prompts[i], glue_ids=[[]] + glues, attempts=attempts[i], sample=s)
@@ -179,7 +202,7 @@ def continue_episodes(model, tokenizer, episodes: list[Episode], instruction: st
     distribution-shift probe. Each row's context differs, so it is encoded afresh."""
     was_training = model.training
     model.eval()
-    gen = torch.Generator(model_device(model)).manual_seed(seed) if seed is not None else None
+    gen = _generator(seed, model_device(model))
     stops = stop_ids(model, tokenizer)
     glue = glue_ids(tokenizer, instruction)
     contexts = []
@@ -189,12 +212,11 @@ def continue_episodes(model, tokenizer, episodes: list[Episode], instruction: st
             ctx += ep.glue_ids[j] + att.ids
         contexts.append(ctx + glue)
     stream = _Stream(model, contexts, tokenizer.pad_token_id)
-    ids, lps, trunc = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen, feed_last=False)
+    ids, lps = _decode_attempt(stream, stops, max_new_tokens, temperature, greedy, gen, feed_last=False)
     model.train(was_training)
     out = []
     for i, ep in enumerate(episodes):
-        text = tokenizer.decode([t for t in ids[i] if t not in stops], skip_special_tokens=True)
-        new = Attempt(ids=ids[i], logprobs=lps[i], text=text, truncated=trunc[i])
+        new = make_attempt(tokenizer, ids[i], lps[i], stops)
         out.append(Episode(problem=ep.problem, prompt_ids=ep.prompt_ids, glue_ids=ep.glue_ids + [glue],
                            attempts=[*ep.attempts, new], sample=ep.sample))
     return out

@@ -15,6 +15,7 @@ and only the main process writes the run store.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 import shutil
@@ -30,7 +31,7 @@ from .distributed import (MainWriter, broadcast, check_world, full_weights, gath
                           shard_bounds, shard_seed, sharded_weights)
 from .episodes import collate
 from .evaluate import evaluate, instructions_for, json_row, outcomes
-from .losses import reinforce_kl_loss
+from .losses import attempt_tail, reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, load_policy
 from .rollout import continue_episodes, grade, rollout
@@ -106,6 +107,15 @@ class Trainer:
         self.start_step, self.t0 = 0, time.time()
         if resume:
             self._load_checkpoint()
+        self.vllm = None
+        if cfg.rollout_backend == "vllm":  # started after a resume's load, then handed the weights in force
+            from .models import resolve
+            from .rollout_vllm import VLLMRollout
+
+            self.vllm = VLLMRollout(resolve(_resolve_model(cfg)), self.tok, model, _dtype(cfg), cfg.seed,
+                                    cfg.vllm_gpu_memory)
+            if self.start_step:
+                self.vllm.sync_weights(self.accelerator.unwrap_model(self.model))
 
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> dict:
@@ -184,8 +194,9 @@ class Trainer:
                     episodes = continue_episodes(self.policy, self.tok, episodes, text, temperature=cfg.temperature,
                                                  max_new_tokens=cfg.max_new_tokens, seed=seed + 1 + j)
             if n_off < len(problems):  # on-policy episodes; each problem's samples stay adjacent (one LOO group)
-                episodes += rollout(self.policy, self.tok, problems[n_off:], instr, n=cfg.samples_per_prompt,
-                                    temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=seed)
+                sample = self.vllm.rollout if self.vllm else functools.partial(rollout, self.policy, self.tok)
+                episodes += sample(problems[n_off:], instr, n=cfg.samples_per_prompt, temperature=cfg.temperature,
+                                   max_new_tokens=cfg.max_new_tokens, seed=seed)
         t1 = time.time()
         grade(self.task, episodes)
         rewards = torch.tensor([[a.reward for a in ep.attempts] for ep in episodes])
@@ -199,7 +210,8 @@ class Trainer:
         batch = collate(episodes, self.tok.pad_token_id)
         device = self.accelerator.device
         batch = {k: v.to(device) for k, v in batch.items()}
-        fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        keep, tail = attempt_tail(batch)  # logits only where they predict attempt tokens
+        fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "logits_to_keep": keep}
         self.model.train()
         # The reference before the policy: under FSDP with LoRA it is the policy's own base weights, gathered,
         # which FSDP allows only outside a forward-backward pass.
@@ -209,12 +221,14 @@ class Trainer:
         # The loss is a mean over this process's episodes and DDP averages the processes' gradients. Every
         # shard holds n/N of the n episodes (check_world), so the average is (1/N) sum_r (N/n) sum_{i in r}
         # grad l_i = (1/n) sum_i grad l_i: the single-process full-batch gradient, with no rescaling.
-        loss, stats = reinforce_kl_loss(logits, ref_logits, batch, adv.to(device), kl_coef.to(device),
+        loss, stats = reinforce_kl_loss(logits, ref_logits, tail, adv.to(device), kl_coef.to(device),
                                         cfg.kl_estimator)
         self.opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)  # of the averaged gradient
         self.opt.step()
+        if self.vllm:  # the next rollout must sample from the updated policy
+            self.vllm.sync_weights(self.accelerator.unwrap_model(self.model))
         t3 = time.time()
         stats = reduce_means(acc, stats, len(episodes))
         # the whole batch's per-episode outcomes, in single-process order, for the metrics below

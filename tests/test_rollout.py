@@ -75,3 +75,39 @@ def test_ungraded_turns_are_marked(setup):
                               max_new_tokens=8, graded=[True, False, True]))
     assert [a.graded for a in eps[0].attempts] == [True, False, True]
     assert len(eps[0].graded) == 2
+
+
+class _Out(dict):
+    __getattr__ = dict.__getitem__  # ModelOutput's two access styles
+
+
+class _OldStyleModel(torch.nn.Module):
+    """A model with transformers 5.17's forward signature (past_key_values in and out), as on the GPU
+    images, wrapping the installed one; `calls` records whether the cache came back on every decode step."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.generation_config, self.calls = inner, inner.generation_config, []
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=None, logits_to_keep=0, **kwargs):
+        from score_lib.rollout import cache_kwarg
+
+        self.calls.append(past_key_values is not None)
+        name = cache_kwarg(self.inner)
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=use_cache, logits_to_keep=logits_to_keep, **{name: past_key_values})
+        return _Out(logits=out.logits, past_key_values=out[name])
+
+
+def test_old_transformers_cache_name_is_used(setup):
+    from score_lib.rollout import cache_kwarg
+
+    model, tok, task = setup
+    old = _OldStyleModel(model)
+    assert cache_kwarg(old) == "past_key_values"
+    probs = task.problems("test", 3)
+    a = rollout(model, tok, probs, INSTR, n=2, seed=5, max_new_tokens=12)
+    b = rollout(old, tok, probs, INSTR, n=2, seed=5, max_new_tokens=12)
+    assert [[x.ids for x in e.attempts] for e in a] == [[x.ids for x in e.attempts] for e in b]
+    assert old.calls and all(old.calls)  # the cache goes in under the old name on every call (empty for the prefill)
