@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .config import CODE_INSTRUCTION, MATH_INSTRUCTION, PRESETS, ConfigError, build_config, settings_help
 from .runs import RunStoreError
+from .tasks import CODE_TASKS
 
 
 def _add_settings(p):
@@ -44,7 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="number of test problems")
     _add_settings(p)
     p.add_argument("--json", metavar="FILE", help="write the metrics here")
-    p.add_argument("--scaling", metavar="K1,K2,...",
+    p.add_argument("--split", help="with --write-first-attempts: the problems' split (default test); with "
+                                    "--repair: the only split to look ids up in (default: every split)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--repair", metavar="FILE",
+                      help="instead: offline repair (MBPP-R style) of the given first attempts, JSONL "
+                           '{"id": ..., "first": ...} per line; greedy unless --set eval_greedy=false')
+    mode.add_argument("--write-first-attempts", metavar="FILE",
+                      help="instead: write the model's own graded first attempts as such a file")
+    p.add_argument("--only-wrong", action="store_true", help="with --write-first-attempts: only the wrong ones")
+    mode.add_argument("--scaling", metavar="K1,K2,...",
                    help="instead: inference-time scaling curve (Fig. 1 right), 2K parallel samples vs K "
                         "self-corrected ones, majority vote, temperature 0.7; written to the run store")
     p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
@@ -141,10 +151,17 @@ def cmd_eval(args) -> int:
     settings = {"model": args.model, "task": args.task,
                 "method": "self-refine" if args.method == "self-refine" else "score"}
     if args.task != "toy":  # real benchmarks: their instruction, room to reason, the paper's greedy protocol
-        code = args.task in ("humaneval", "mbpp", "mbpp-sanitized")
+        code = args.task in CODE_TASKS
         settings.update(instruction=CODE_INSTRUCTION if code else MATH_INSTRUCTION, max_new_tokens="384",
                         eval_greedy="true")
+    repair = args.repair or args.write_first_attempts
+    if repair:
+        settings["eval_greedy"] = "true"  # the paper evaluates repair greedily
     cfg = build_config(None, {**settings, **dict(o.split("=", 1) for o in args.overrides if "=" in o)})
+    if repair or args.only_wrong or args.split:  # the last two: refused there without a mode
+        from .repair import cmd_repair
+
+        return cmd_repair(args, cfg, _row)
     ks = _parse_ks(args.scaling) if args.scaling else None  # refuse bad input before loading a model
     model, tok = load_policy(_resolve_model(cfg))
     if ks:

@@ -5,6 +5,7 @@ from .base import Problem, Task
 from .toy import ToyTask, ToyWorld
 
 TASKS = ("toy", "gsm8k", "math", "math500", "humaneval", "mbpp", "mbpp-sanitized")
+CODE_TASKS = ("humaneval", "mbpp", "mbpp-sanitized")  # graded by running programs in the sandbox
 
 
 def make_task(cfg) -> Task:
@@ -29,4 +30,4 @@ def make_task(cfg) -> Task:
     raise ValueError(f"setting 'task': unknown task {cfg.task!r} (one of {', '.join(TASKS)})")
 
 
-__all__ = ["Problem", "Task", "ToyTask", "ToyWorld", "make_task", "TASKS"]
+__all__ = ["Problem", "Task", "ToyTask", "ToyWorld", "make_task", "TASKS", "CODE_TASKS"]

@@ -229,8 +229,10 @@ def repair_episodes_inputs(problems: list[Problem], wrong_programs: list[str]
     """Inputs for an offline repair evaluation (MBPP-R style): the first turn's prompt and a given
     wrong first attempt, written as the policy writes programs (one fenced block), so a model's
     second attempt after the self-correction instruction can be generated and graded as usual
-    (e.g. tokenize both and continue with rollout.continue_episodes)."""
+    (score_lib.repair does: `score eval --repair FILE`)."""
     if len(problems) != len(wrong_programs):
         raise ValueError(f"{len(problems)} problems but {len(wrong_programs)} wrong programs")
-    firsts = [f"```python\n{program.strip()}\n```" for program in wrong_programs]
+    # only blank lines are dropped in front: a HumanEval-style bare function body must stay indented
+    programs = [program.rstrip().lstrip("\n") for program in wrong_programs]
+    firsts = [f"```python\n{program}\n```" for program in programs]
     return [p.prompt for p in problems], firsts
