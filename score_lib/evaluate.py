@@ -50,25 +50,27 @@ def evaluate(model, tokenizer, task, cfg, split: str = "test", limit: int | None
     problems = task.problems(split, limit or cfg.eval_problems)
     instr, graded = instructions_for(cfg, max(2, cfg.attempts))
     n = 1 if cfg.eval_greedy else cfg.eval_samples
-    episodes = []
-    bar = _progress(len(problems), f"eval {split}") if progress else None
-    for i in range(0, len(problems), cfg.eval_batch):  # bounded batches keep memory flat on real models
-        chunk = problems[i:i + cfg.eval_batch]
-        episodes += rollout(model, tokenizer, chunk, instr, n=n, greedy=cfg.eval_greedy,
-                            temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
-                            seed=seed + i, graded=graded)
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
-    grade(task, episodes)
+
+    def step(chunk, offset):
+        return rollout(model, tokenizer, chunk, instr, n=n, greedy=cfg.eval_greedy,
+                       temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
+                       seed=seed + offset, graded=graded)
+
+    episodes = grade(task, in_chunks(problems, cfg.eval_batch, step, f"eval {split}", progress))
     return summarize(episodes, cfg.method), episodes
 
 
-def _progress(total: int, desc: str):
+def in_chunks(items: list, size: int, step, desc: str, progress: bool = False) -> list:
+    """step(chunk, offset) over chunks of `size` items, results joined: bounded batches keep memory flat
+    on real models, and the bar (with `progress`) moves per chunk."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="problem", dynamic_ncols=True)
+    out = []
+    with tqdm(total=len(items), desc=desc, unit="problem", dynamic_ncols=True, disable=not progress) as bar:
+        for i in range(0, len(items), size):
+            out += step(items[i:i + size], i)
+            bar.update(len(items[i:i + size]))
+    return out
 
 
 def outcomes(episodes) -> list[dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import sandbox
 from .config import ConfigError
 from .episodes import glue_ids, teacher_forced
-from .evaluate import _progress, json_row, outcomes, summarize
+from .evaluate import in_chunks, json_row, outcomes, summarize
 from .rollout import continue_episodes, grade, rollout
 from .tasks import CODE_TASKS
 from .tasks.base import Problem
@@ -99,19 +99,6 @@ def read_first_attempts(path: str | Path, task, code: bool = False,
     return items
 
 
-def _batched(items: list, size: int, step, desc: str, progress: bool) -> list:
-    """step(chunk, offset) over bounded chunks (memory stays flat on real models), results joined."""
-    bar = _progress(len(items), desc) if progress else None
-    out = []
-    for i in range(0, len(items), size):
-        out += step(items[i:i + size], i)
-        if bar is not None:
-            bar.update(len(items[i:i + size]))
-    if bar is not None:
-        bar.close()
-    return out
-
-
 def _sampling(cfg) -> dict:
     return dict(greedy=cfg.eval_greedy, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens)
 
@@ -125,7 +112,7 @@ def repair_eval(model, tok, task, cfg, items: list[tuple[Problem, str]], method:
         given = [teacher_forced(tok, p, [first], cfg.instruction, glue) for p, first in chunk]
         return continue_episodes(model, tok, given, cfg.instruction, seed=cfg.seed + offset, **_sampling(cfg))
 
-    episodes = grade(task, _batched(items, cfg.eval_batch, step, "repair", progress))
+    episodes = grade(task, in_chunks(items, cfg.eval_batch, step, "repair", progress))
     metrics = summarize(episodes, method)
     metrics.update(first_wrong_share=1.0 - metrics["acc_t1"], repair_rate=metrics["fix_rate"])
     return metrics, episodes
@@ -137,7 +124,7 @@ def write_first_attempts(model, tok, task, cfg, path: str | Path, problems: list
     def step(chunk, offset):
         return rollout(model, tok, chunk, [], n=1, seed=cfg.seed + offset, **_sampling(cfg))
 
-    episodes = grade(task, _batched(problems, cfg.eval_batch, step, "first attempts", progress))
+    episodes = grade(task, in_chunks(problems, cfg.eval_batch, step, "first attempts", progress))
     firsts = [ep.attempts[0] for ep in episodes]
     lines = [json.dumps({"id": ep.problem.id, "first": a.text, "correct": a.correct})
              for ep, a in zip(episodes, firsts) if not (only_wrong and a.correct)]

@@ -115,7 +115,7 @@ class Trainer:
             self.vllm = VLLMRollout(resolve(_resolve_model(cfg)), self.tok, model, _dtype(cfg), cfg.seed,
                                     cfg.vllm_gpu_memory)
             if self.start_step:
-                self.vllm.sync_weights(self.accelerator.unwrap_model(self.model))
+                self.vllm.sync_weights(self.policy)
 
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> dict:
@@ -228,7 +228,7 @@ class Trainer:
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)  # of the averaged gradient
         self.opt.step()
         if self.vllm:  # the next rollout must sample from the updated policy
-            self.vllm.sync_weights(self.accelerator.unwrap_model(self.model))
+            self.vllm.sync_weights(self.policy)
         t3 = time.time()
         stats = reduce_means(acc, stats, len(episodes))
         # the whole batch's per-episode outcomes, in single-process order, for the metrics below
