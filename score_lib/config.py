@@ -58,6 +58,8 @@ class TrainConfig:
     """KL coefficient on every attempt (Eq. 2; paper: 0.01)."""
     beta2: float = 0.1
     """Stage I KL coefficient on attempt 1 (Eq. 3; paper: 0.1 math, 0.25 code)."""
+    baseline: str = "loo"
+    """Policy-gradient baseline: loo (other samples of the prompt) or loo-state (also the same previous-attempt reward)."""
     kl_estimator: str = "full"
     """Per-token KL: full (exact over the vocabulary), k3 or k1."""
     offline_first_attempts: float = 0.0
@@ -196,6 +198,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"setting 'rollout_backend': vllm serves the RL methods' rollouts, not {cfg.method}")
     if not 0 < cfg.vllm_gpu_memory < 1:
         raise ConfigError(f"setting 'vllm_gpu_memory': a share between 0 and 1, got {cfg.vllm_gpu_memory}")
+    if cfg.baseline not in ("loo", "loo-state"):
+        raise ConfigError(f"setting 'baseline': one of loo, loo-state, got {cfg.baseline!r}")
     if cfg.kl_estimator not in ("full", "k3", "k1"):
         raise ConfigError(f"setting 'kl_estimator': one of full, k3, k1, got {cfg.kl_estimator!r}")
     for name in ("steps", "stage1_steps", "eval_every", "checkpoint_every", "trace_every"):

@@ -72,8 +72,38 @@ def leave_one_out(shaped: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     return torch.where((counts[group] > 1)[:, None], baseline, torch.zeros_like(baseline))
 
 
-def advantages(method: str, rewards: torch.Tensor, group: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Shaped reward minus the leave-one-out baseline, zero where the method has no reward term."""
+def state_leave_one_out(shaped: torch.Tensor, rewards: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out baseline that also conditions attempt j > 1 on the previous attempt's reward, [N, k].
+
+    Attempt j's baseline is the mean shaped reward of the other samples of the same prompt whose attempt
+    j - 1 scored the same. The previous attempt is part of the state attempt j is written in, so this is
+    still a baseline (it never depends on the sample's own attempt j) and the gradient stays unbiased;
+    what it removes is the part of attempt 2's shaped reward that attempt 1 decided (the -alpha * r1
+    of Eq. 4), which otherwise reaches attempt 2's tokens as noise. Where no other sample shares the
+    state, the plain per-prompt baseline stands in."""
+    plain = leave_one_out(shaped, group)
+    out = plain.clone()
+    for j in range(1, shaped.shape[1]):
+        _, state = torch.unique(torch.stack([group.float(), rewards[:, j - 1].float()], dim=1), dim=0,
+                                return_inverse=True)
+        counts = torch.zeros(int(state.max()) + 1).index_add_(0, state, torch.ones(len(state)))
+        same = leave_one_out(shaped[:, j:j + 1], state)[:, 0]
+        out[:, j] = torch.where(counts[state] > 1, same, plain[:, j])
+    return out
+
+
+BASELINES = ("loo", "loo-state")
+
+
+def advantages(method: str, rewards: torch.Tensor, group: torch.Tensor, alpha: float,
+               baseline: str = "loo") -> torch.Tensor:
+    """Shaped reward minus the baseline (BASELINES), zero where the method has no reward term."""
     shaped = shaped_rewards(method, rewards, alpha)
-    adv = shaped - leave_one_out(shaped, group)
+    if baseline == "loo":
+        base = leave_one_out(shaped, group)
+    elif baseline == "loo-state":
+        base = state_leave_one_out(shaped, rewards, group)
+    else:
+        raise ValueError(f"objective: baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+    adv = shaped - base
     return adv * reward_mask(method, rewards.shape[1])[None, :]

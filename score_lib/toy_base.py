@@ -42,6 +42,10 @@ class ToyBaseConfig:
     """Per-step slip rate of corpus first attempts (0: errors come only from limited capability)."""
     slip2: float = 0.25
     """Per-step slip rate of corpus second attempts that re-solve (the careless habit)."""
+    p_wrong: float = 0.0
+    """Share of corpus conversations whose attempt 1 has one slipped step (a mistake to correct)."""
+    p_fix: float = 0.5
+    """In those conversations, share of attempts 2 that are the correct solution (else a copy)."""
     instruction: str = TOY_INSTRUCTION
     """Self-correction instruction placed between the attempts in the corpus."""
     hidden: int = 128
@@ -69,7 +73,10 @@ class ToyBaseConfig:
         return ToyWorld(digits=self.digits, n_ops=self.n_ops, ops=self.ops)
 
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        fields = asdict(self)
+        if not self.p_wrong:  # settings added later are left out while unused: old caches stay valid
+            del fields["p_wrong"], fields["p_fix"]
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
 
 
@@ -80,6 +87,14 @@ def cache_root() -> Path:
 def toy_base_path(cfg: ToyBaseConfig | None = None) -> Path:
     cfg = cfg or ToyBaseConfig()
     return cache_root() / "toy-base" / cfg.key()
+
+
+def corpus_loss_mask(attempt_index: torch.Tensor, first_in_loss: list[bool]) -> torch.Tensor:
+    """[B, L-1] booleans over target tokens: the assistant turns, except attempt 1 of a conversation
+    whose first attempt is a shown mistake (read as context, never learned)."""
+    target = attempt_index[:, 1:]
+    shown = ~torch.tensor(first_in_loss, dtype=torch.bool)[:, None]
+    return (target >= 0) & ~(shown & (target == 0))
 
 
 def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progress: bool = True) -> Path:
@@ -97,9 +112,10 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     from .tasks.base import Problem
 
     glue = glue_ids(tok, cfg.instruction)
-    episodes = [teacher_forced(tok, Problem(id=p, prompt=p, answer=""), [a1, a2], cfg.instruction, glue)
-                for p, a1, a2 in base_corpus(cfg.world(), cfg.corpus_size, cfg.seed, cfg.p_copy,
-                                             cfg.slip1, cfg.slip2)]
+    corpus = base_corpus(cfg.world(), cfg.corpus_size, cfg.seed, cfg.p_copy, cfg.slip1, cfg.slip2,
+                         cfg.p_wrong, cfg.p_fix)
+    episodes = [teacher_forced(tok, Problem(id=c.prompt, prompt=c.prompt, answer=""), [c.first, c.second],
+                               cfg.instruction, glue) for c in corpus]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, cfg.max_steps // 20)
 
@@ -114,9 +130,10 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     start, losses = time.time(), []
     bar = tqdm(range(cfg.max_steps), desc="toy-base", disable=not progress)
     for step in bar:
-        batch = collate(rng.sample(episodes, cfg.batch_size), tok.pad_token_id)
+        picked = rng.sample(range(len(episodes)), cfg.batch_size)
+        batch = collate([episodes[i] for i in picked], tok.pad_token_id)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        target_mask = batch["attempt_index"][:, 1:] >= 0  # loss on assistant turns only
+        target_mask = corpus_loss_mask(batch["attempt_index"], [corpus[i].first_in_loss for i in picked])
         loss = torch.nn.functional.cross_entropy(logits[:, :-1][target_mask], batch["input_ids"][:, 1:][target_mask])
         for g in opt.param_groups:
             g["lr"] = lr_at(step)

@@ -205,7 +205,7 @@ class Trainer:
         # objective (Eq. 2-4): per-attempt shaped rewards, leave-one-out baseline, KL coefficients. A problem's
         # samples never straddle two shards, so a shard's baselines are those of the whole batch.
         shaped = objectives.shaped_rewards(stage, rewards, cfg.alpha)
-        adv = objectives.advantages(stage, rewards, group, cfg.alpha)
+        adv = objectives.advantages(stage, rewards, group, cfg.alpha, cfg.baseline)
         kl_coef = objectives.kl_coefficients(stage, cfg.attempts, cfg.beta1, cfg.beta2)
         batch = collate(episodes, self.tok.pad_token_id)
         device = self.accelerator.device

@@ -51,6 +51,26 @@ def test_leave_one_out_baseline():
     assert obj.leave_one_out(shaped, torch.arange(5)).abs().sum() == 0
 
 
+def test_state_baseline_conditions_attempt2_on_attempt1_outcome():
+    # one prompt, the four outcomes: shaped attempt-2 rewards 11 (i->c), 1 (c->c), 0 (i->i), -10 (c->i)
+    rewards = torch.tensor([OUTCOMES["i2c"], OUTCOMES["c2c"], OUTCOMES["i2i"], OUTCOMES["c2i"]])
+    group = torch.zeros(4, dtype=torch.long)
+    plain = obj.advantages("stage2", rewards, group, ALPHA, "loo")
+    state = obj.advantages("stage2", rewards, group, ALPHA, "loo-state")
+    # attempt 1 is unchanged; attempt 2 is compared only with samples whose attempt 1 scored the same
+    assert state[:, 0].tolist() == pytest.approx(plain[:, 0].tolist())
+    assert state[:, 1].tolist() == pytest.approx([11 - 0, 1 - (-10), 0 - 11, -10 - 1])
+    # the plain baseline mixes in what attempt 1 decided: c->c is pushed down beside an i->c
+    assert plain[1, 1] < 1 and state[1, 1] > 0
+    # a state with no other sample falls back to the per-prompt baseline
+    lone = torch.tensor([OUTCOMES["i2c"], OUTCOMES["c2c"], OUTCOMES["c2i"]])
+    got = obj.advantages("stage2", lone, torch.zeros(3, dtype=torch.long), ALPHA, "loo-state")
+    fallback = obj.advantages("stage2", lone, torch.zeros(3, dtype=torch.long), ALPHA, "loo")
+    assert got[0, 1] == pytest.approx(fallback[0, 1]) and got[1, 1] == pytest.approx(1 - (-10))
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        obj.advantages("stage2", lone, torch.zeros(3, dtype=torch.long), ALPHA, "mean")
+
+
 def test_bad_method_and_shapes_are_named():
     with pytest.raises(ValueError, match="unknown RL method 'ppo'"):
         obj.shaped_rewards("ppo", torch.zeros(1, 2))

@@ -45,10 +45,10 @@ def test_slips_change_the_answer():
 
 def test_base_corpus_habits():
     corpus = base_corpus(ToyWorld(), 2000, seed=0, p_copy=0.5, slip1=0.0, slip2=0.25)
-    copies = sum(a1 == a2 for _, a1, a2 in corpus) / len(corpus)
+    copies = sum(a1 == a2 for _, a1, a2, _ in corpus) / len(corpus)
     expected = 0.5 + 0.5 * 0.75 ** ToyWorld().n_ops  # copies, plus re-solves that happened not to slip
     assert abs(copies - expected) < 0.04
-    assert all(extract_answer(a1) is not None for _, a1, _ in corpus)
+    assert all(extract_answer(a1) is not None for _, a1, _, _ in corpus)
 
 
 @pytest.mark.parametrize("kwargs,msg", [({"digits": 0}, "digits"), ({"n_ops": 0}, "n_ops"),
@@ -56,3 +56,48 @@ def test_base_corpus_habits():
 def test_bad_knobs_are_named(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         ToyWorld(**kwargs)
+
+
+def test_shown_mistakes_and_their_corrections():
+    world = ToyWorld()
+    corpus = base_corpus(world, 3000, seed=1, p_copy=0.5, slip2=0.25, p_wrong=0.2, p_fix=0.5)
+    shown = [c for c in corpus if not c.first_in_loss]
+    assert abs(len(shown) / len(corpus) - 0.2) < 0.03
+    fixed = 0
+    for c in shown:
+        start, steps = _parse(c.prompt)
+        right, _ = render_solution(start, steps)
+        assert c.first != right and _wrong_steps(c.first) == 1  # exactly one miscomputed step
+        assert c.second in (right, c.first)  # corrected, or the mistake copied
+        fixed += c.second == right
+    assert abs(fixed / len(shown) - 0.5) < 0.06
+    assert all(c.first == render_solution(*_parse(c.prompt))[0] for c in corpus if c.first_in_loss)
+
+
+def test_corpus_loss_mask_skips_only_shown_first_attempts():
+    import torch
+
+    from score_lib.toy_base import corpus_loss_mask
+
+    # row 0 learns both attempts; row 1's attempt 1 is a shown mistake; -1 marks prompt, glue and padding
+    idx = torch.tensor([[-1, -1, 0, 0, -1, 1, 1, -1],
+                        [-1, -1, 0, 0, -1, 1, 1, 1]])
+    mask = corpus_loss_mask(idx, [True, False])
+    assert mask.tolist() == [[False, True, True, False, True, True, False],
+                             [False, False, False, False, True, True, True]]
+
+
+def _parse(prompt: str):
+    import re
+
+    nums = [int(x) for x in re.findall(r"\d+", prompt)]
+    ops = re.findall(r"[+\-*]", prompt)
+    return nums[0], list(zip(ops, nums[1:]))
+
+
+def _wrong_steps(solution: str) -> int:
+    bad = 0
+    for step in solution.split("#")[0].split(";"):
+        lhs, rhs = step.split("=")
+        bad += eval(lhs) != int(rhs)
+    return bad

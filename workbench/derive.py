@@ -178,11 +178,11 @@ def kl_table(beta1: float, beta2: float, k: int = 2) -> list[dict]:
     return rows
 
 
-def recompute_advantages(rows: Sequence[dict], alpha: float,
-                         method: str = "stage2") -> dict[int, tuple[float, float]]:
+def recompute_advantages(rows: Sequence[dict], alpha: float, method: str = "stage2",
+                         baseline: str = "loo") -> dict[int, tuple[float, float]]:
     """Advantages the recorded training episodes WOULD get under ``method`` with ``alpha``.
 
-    Episodes are grouped by (step, problem) for the leave-one-out baseline, as in training. Traces
+    Episodes are grouped by (step, problem) for the baseline (objectives.BASELINES), as in training. Traces
     hold only the first `traces_per_step` episodes of a batch, so a group may be smaller than it was.
     Returns {row index: (adv t1, adv t2)}.
     """
@@ -193,7 +193,7 @@ def recompute_advantages(rows: Sequence[dict], alpha: float,
     group = torch.tensor([keys.setdefault((r["step"], r["problem_id"]), len(keys)) for r in picked])
     rewards = torch.tensor([[float(r["correct_t1"]), float(r["correct_t2"])] for r in picked])
     # The oracle reward is binary; the correctness flags are that reward (1.0 right, 0.0 wrong).
-    adv = objectives.advantages(method, rewards, group, alpha)
+    adv = objectives.advantages(method, rewards, group, alpha, baseline)
     return {r["i"]: (float(adv[n, 0]), float(adv[n, 1])) for n, r in enumerate(picked)}
 
 

@@ -21,6 +21,7 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .base import Problem
 
@@ -86,16 +87,20 @@ def render_prompt(start: int, steps: list[tuple[str, int]]) -> str:
 
 
 def render_solution(start: int, steps: list[tuple[str, int]], slip: float = 0.0,
-                    rng: random.Random | None = None) -> tuple[str, int]:
+                    rng: random.Random | None = None, one_slip: bool = False) -> tuple[str, int]:
     """Step-by-step solution; with `slip` > 0 each step's result is miscomputed with that probability.
 
     A slip shifts the result by a small amount and later steps carry on from the wrong value, as a
     person's arithmetic slip would. Returns the text and its final answer.
     """
     value, parts = start, []
-    for op, b in steps:
+    slip_at = rng.randrange(len(steps)) if one_slip else None
+    for k, (op, b) in enumerate(steps):
         result = _apply(value, op, b)
-        if slip and rng is not None and rng.random() < slip:
+        if one_slip and k == slip_at:
+            result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
+            result = result if result != _apply(value, op, b) else result + 1
+        elif not one_slip and slip and rng is not None and rng.random() < slip:
             result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
         parts.append(f"{value}{op}{b}={result}")
         value = result
@@ -159,8 +164,18 @@ class ToyTask:
         return float(extract_answer(response) == problem.answer)
 
 
+class Conversation(NamedTuple):
+    """One base-corpus conversation; `first_in_loss` False makes attempt 1 context the model reads
+    but is never trained to write (a mistake shown so that its correction can be learned)."""
+
+    prompt: str
+    first: str
+    second: str
+    first_in_loss: bool = True
+
+
 def base_corpus(world: ToyWorld, n: int, seed: int, p_copy: float = 0.5, slip1: float = 0.0,
-                slip2: float = 0.25) -> list[tuple[str, str, str]]:
+                slip2: float = 0.25, p_wrong: float = 0.0, p_fix: float = 0.5) -> list[Conversation]:
     """(prompt, attempt 1, attempt 2) triples that teach the base model its habits.
 
     Attempt 1 is the reference solution (with `slip1` step noise); attempt 2 copies attempt 1 with
@@ -171,7 +186,12 @@ def base_corpus(world: ToyWorld, n: int, seed: int, p_copy: float = 0.5, slip1: 
     out = []
     for p in generate(world, "train", n, seed):
         start, steps = p.meta["start"], p.meta["steps"]
+        if p_wrong and rng.random() < p_wrong:
+            a1 = render_solution(start, steps, 1.0, rng, one_slip=True)[0]
+            a2 = p.solution if rng.random() < p_fix else a1
+            out.append(Conversation(p.prompt, a1, a2, first_in_loss=False))
+            continue
         a1, _ = render_solution(start, steps, slip1, rng)
         a2 = a1 if rng.random() < p_copy else render_solution(start, steps, slip2, rng)[0]
-        out.append((p.prompt, a1, a2))
+        out.append(Conversation(p.prompt, a1, a2))
     return out

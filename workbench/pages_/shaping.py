@@ -52,15 +52,16 @@ def _on_run(cache: data.RunCache, alpha: float) -> None:
     stage = st.radio("Episodes of", ["all", *stages], horizontal=True, key="sh-stage")
     if stage != "all":
         rows = [r for r in rows if r["stage"] == stage]
-    recomputed = derive.recompute_advantages(rows, alpha, "stage2")
+    baseline = (cache.config or {}).get("baseline", "loo")  # the run's own baseline
+    recomputed = derive.recompute_advantages(rows, alpha, "stage2", baseline)
     masses = {}
     if any(derive.is_number(r.get("advantage_t2")) for r in rows):
         masses["recorded (as trained)"] = derive.advantage_mass(rows)
     masses[f"Stage II, alpha={alpha:g}"] = derive.advantage_mass(rows, recomputed)
-    masses["Stage II, alpha=0"] = derive.advantage_mass(rows, derive.recompute_advantages(rows, 0.0, "stage2"))
+    masses["Stage II, alpha=0"] = derive.advantage_mass(rows, derive.recompute_advantages(rows, 0.0, "stage2", baseline))
     st.plotly_chart(figures.fig_advantage_mass(masses), key="sh-mass")
     st.dataframe(_mass_table(masses), hide_index=True)
-    st.caption("Advantages are recomputed with the leave-one-out baseline over the samples of each "
+    st.caption(f"Advantages are recomputed with the run's baseline ({baseline}) over the samples of each "
                "problem that the traces hold (a subset of the training batch).")
 
 
