@@ -91,7 +91,8 @@ def render_solution(start: int, steps: list[tuple[str, int]], slip: float = 0.0,
     """Step-by-step solution; with `slip` > 0 each step's result is miscomputed with that probability.
 
     A slip shifts the result by a small amount and later steps carry on from the wrong value, as a
-    person's arithmetic slip would. Returns the text and its final answer.
+    person's arithmetic slip would. `one_slip` puts exactly one slip at a random step instead (a
+    first attempt with one mistake in it). Returns the text and its final answer.
     """
     value, parts = start, []
     slip_at = rng.randrange(len(steps)) if one_slip else None
@@ -99,7 +100,7 @@ def render_solution(start: int, steps: list[tuple[str, int]], slip: float = 0.0,
         result = _apply(value, op, b)
         if one_slip and k == slip_at:
             result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
-            result = result if result != _apply(value, op, b) else result + 1
+            result = result if result != _apply(value, op, b) else result + 1  # clamped at 0: still wrong
         elif not one_slip and slip and rng is not None and rng.random() < slip:
             result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
         parts.append(f"{value}{op}{b}={result}")
@@ -176,11 +177,14 @@ class Conversation(NamedTuple):
 
 def base_corpus(world: ToyWorld, n: int, seed: int, p_copy: float = 0.5, slip1: float = 0.0,
                 slip2: float = 0.25, p_wrong: float = 0.0, p_fix: float = 0.5) -> list[Conversation]:
-    """(prompt, attempt 1, attempt 2) triples that teach the base model its habits.
+    """The conversations (prompt, attempt 1, attempt 2) that teach the base model its habits.
 
     Attempt 1 is the reference solution (with `slip1` step noise); attempt 2 copies attempt 1 with
     probability `p_copy`, else re-solves the problem with the higher slip rate `slip2`. Nothing in
     attempt 2 ever looks at whether attempt 1 was right: that is what makes the habit unhelpful.
+    With `p_wrong` > 0 that share of conversations instead shows a first attempt with one slipped step
+    (marked first_in_loss=False: context, never trained on) and then, with probability `p_fix`, the
+    correct solution, else a copy: a correction skill the base has but seldom gets to use.
     """
     rng = random.Random(f"toy-corpus-{seed}")
     out = []
