@@ -42,8 +42,9 @@ class ToyBaseConfig:
     """Per-step slip rate of corpus first attempts (0: errors come only from limited capability)."""
     slip2: float = 0.25
     """Per-step slip rate of corpus second attempts that re-solve (the careless habit)."""
-    p_wrong: float = 0.0
-    """Share of corpus conversations whose attempt 1 has one slipped step (a mistake to correct)."""
+    p_wrong: float = 0.2
+    """Share of corpus conversations whose attempt 1 has one slipped step, shown (never trained on) so
+    that its correction can be learned: the base can fix mistakes but seldom does (docs/toy_world.md)."""
     p_fix: float = 0.5
     """In those conversations, share of attempts 2 that are the correct solution (else a copy)."""
     instruction: str = TOY_INSTRUCTION

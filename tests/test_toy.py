@@ -106,9 +106,9 @@ def _wrong_steps(solution: str) -> int:
 def test_base_with_shown_mistakes_builds_under_its_own_key(cache_dir):
     from score_lib.toy_base import ToyBaseConfig, build_toy_base
 
-    plain = ToyBaseConfig()
-    assert plain.key() == ToyBaseConfig(p_fix=0.9).key()  # p_fix does nothing without p_wrong
+    plain = ToyBaseConfig(p_wrong=0.0)
+    assert plain.key() == ToyBaseConfig(p_wrong=0.0, p_fix=0.9).key()  # p_fix does nothing without p_wrong
     cfg = ToyBaseConfig(p_wrong=0.5, corpus_size=200, batch_size=8, max_steps=3)
-    assert cfg.key() != ToyBaseConfig(corpus_size=200, batch_size=8, max_steps=3).key()
+    assert cfg.key() != ToyBaseConfig(p_wrong=0.0, corpus_size=200, batch_size=8, max_steps=3).key()
     path = build_toy_base(cfg, progress=False)
     assert path.name == cfg.key() and (path / "toy_base.json").exists() and (path / "config.json").exists()
