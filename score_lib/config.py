@@ -198,8 +198,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"setting 'rollout_backend': vllm serves the RL methods' rollouts, not {cfg.method}")
     if not 0 < cfg.vllm_gpu_memory < 1:
         raise ConfigError(f"setting 'vllm_gpu_memory': a share between 0 and 1, got {cfg.vllm_gpu_memory}")
-    if cfg.baseline not in ("loo", "loo-state"):
-        raise ConfigError(f"setting 'baseline': one of loo, loo-state, got {cfg.baseline!r}")
+    from .objectives import BASELINES
+
+    if cfg.baseline not in BASELINES:
+        raise ConfigError(f"setting 'baseline': one of {', '.join(BASELINES)}, got {cfg.baseline!r}")
     if cfg.kl_estimator not in ("full", "k3", "k1"):
         raise ConfigError(f"setting 'kl_estimator': one of full, k3, k1, got {cfg.kl_estimator!r}")
     for name in ("steps", "stage1_steps", "eval_every", "checkpoint_every", "trace_every"):

@@ -202,7 +202,7 @@ class Trainer:
         rewards = torch.tensor([[a.reward for a in ep.attempts] for ep in episodes])
         group = torch.tensor([i // cfg.samples_per_prompt for i in range(len(episodes))])
         t2 = time.time()
-        # objective (Eq. 2-4): per-attempt shaped rewards, leave-one-out baseline, KL coefficients. A problem's
+        # objective (Eq. 2-4): per-attempt shaped rewards, baseline (cfg.baseline), KL coefficients. A problem's
         # samples never straddle two shards, so a shard's baselines are those of the whole batch.
         shaped = objectives.shaped_rewards(stage, rewards, cfg.alpha)
         adv = objectives.advantages(stage, rewards, group, cfg.alpha, cfg.baseline)

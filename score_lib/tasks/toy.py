@@ -97,12 +97,12 @@ def render_solution(start: int, steps: list[tuple[str, int]], slip: float = 0.0,
     value, parts = start, []
     slip_at = rng.randrange(len(steps)) if one_slip else None
     for k, (op, b) in enumerate(steps):
-        result = _apply(value, op, b)
-        if one_slip and k == slip_at:
+        right = result = _apply(value, op, b)
+        slipped = k == slip_at if one_slip else bool(slip and rng is not None and rng.random() < slip)
+        if slipped:
             result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
-            result = result if result != _apply(value, op, b) else result + 1  # clamped at 0: still wrong
-        elif not one_slip and slip and rng is not None and rng.random() < slip:
-            result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
+            if one_slip and result == right:  # clamped at 0 back onto the answer: the one slip must stay wrong
+                result += 1
         parts.append(f"{value}{op}{b}={result}")
         value = result
     return ";".join(parts) + f"#{value}", value
