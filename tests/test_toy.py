@@ -112,3 +112,29 @@ def test_base_with_shown_mistakes_builds_under_its_own_key(cache_dir):
     assert cfg.key() != ToyBaseConfig(p_wrong=0.0, corpus_size=200, batch_size=8, max_steps=3).key()
     path = build_toy_base(cfg, progress=False)
     assert path.name == cfg.key() and (path / "toy_base.json").exists() and (path / "config.json").exists()
+
+
+def test_planted_slips_script_writes_a_repair_file(tmp_path):
+    """scripts/toy_slips.py: one line per test problem, each first attempt wrong in exactly one step,
+    in the format `score eval --repair` reads (read through its own parser)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from score_lib.repair import read_first_attempts
+
+    out = tmp_path / "slips.jsonl"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "toy_slips.py"
+    subprocess.run([sys.executable, str(script), "--limit", "40", "--out", str(out)], check=True, capture_output=True)
+    task = ToyTask(ToyWorld(), seed=0, n_test=2000)
+    pairs = read_first_attempts(out, task, split="test")
+    assert [p.id for p, _ in pairs] == [p.id for p in task.problems("test", 40)]
+    for problem, first in pairs:
+        assert task.grade(first, problem) == 0.0
+        steps, right = first.split("#")[0].split(";"), problem.solution.split("#")[0].split(";")
+        assert len(steps) == len(right)
+        wrong_at = [i for i, s in enumerate(steps) if eval(s.split("=")[0]) != int(s.split("=")[1])]
+        assert len(wrong_at) == 1, first  # one miscomputed step; later steps carry on from it correctly
+        assert steps[:wrong_at[0]] == right[:wrong_at[0]]
+    bad = subprocess.run([sys.executable, str(script), "--limit", "0", "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--limit" in bad.stderr
