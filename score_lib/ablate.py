@@ -1,7 +1,7 @@
 """`score ablate`: every method of the paper's Tables 1, 2 and 4 on one world, several seeds.
 
-Each method is a config, not a code path (DESIGN.md): the same steps, the same samples per step
-and the same evaluation for all of them. Runs are independent `score train` processes, two at a
+Each method is a config, not a code path (DESIGN.md): the same steps, the same sampled responses
+per step (job_settings) and the same evaluation for all of them. Runs are independent `score train` processes, two at a
 time on two cores, each writing a normal run directory, so the app and the notebooks can open any
 of them; this module only aggregates their final evaluations.
 """
@@ -34,7 +34,8 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
 }
 
 # world presets: settings shared by every method of an ablation. The budget is sized so that 12
-# methods x 3 seeds finish within 30 minutes on 2 cores (two runs at a time, one thread each);
+# methods x 3 seeds finish within 30 minutes on 2 cores (two runs at a time, one thread each); each
+# step writes 8 answers per problem for every method (4 two-attempt episodes; single-turn RL: 8 one-attempt);
 # evaluation samples 4 answers per problem at temperature 1 (docs/toy_world.md says why).
 # lr 2e-4 and beta2 1.0 are the toy world's shared defaults (RESULTS.md, issue 3 probes): at lr 1e-4 the
 # 60 small steps barely move either attempt, and beta2 0.1 on 22-token attempts let attempt 1 drift by
@@ -60,14 +61,31 @@ KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_ra
         "edit_ratio_zero_share", "n_problems")
 
 
+def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
+    """Every setting of one run: the world preset, the method's overrides, then the user's --set.
+
+    The sample budget counts sampled responses: each problem of a step gets the same number of
+    answers written by every method. A multi-turn episode holds `attempts` responses, so a method
+    trained on fewer attempts per episode (single-turn RL) samples proportionally more episodes per
+    problem; otherwise it would see half the samples of the others.
+    """
+    from .config import TrainConfig
+
+    settings = {**WORLDS[world], **ABLATIONS[key][1], "seed": seed, **dict(e.split("=", 1) for e in extra)}
+    shared = {**WORLDS[world], **dict(e.split("=", 1) for e in extra)}
+    shared_attempts = int(shared.get("attempts", TrainConfig.attempts))
+    attempts = int(settings.get("attempts", TrainConfig.attempts))
+    if attempts < shared_attempts:
+        per_problem = int(shared.get("samples_per_prompt", TrainConfig.samples_per_prompt)) * shared_attempts
+        settings["samples_per_prompt"] = per_problem // attempts
+    return settings
+
+
 def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str]) -> list[str]:
-    settings = {**WORLDS[world], **ABLATIONS[key][1], "seed": seed}
     args = [sys.executable, "-m", "score_lib.cli", "train", "--preset", "toy-score", "--quiet", "--out", str(out / f"{key}-s{seed}"),
             "--json", str(out / f"{key}-s{seed}.json")]
-    for k, v in settings.items():
+    for k, v in job_settings(world, key, seed, extra).items():
         args += ["--set", f"{k}={v}"]
-    for e in extra:
-        args += ["--set", e]
     return args
 
 

@@ -124,6 +124,21 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     stages = {m["stage"] for m in read_metrics(tmp_path / "abl" / "star-stage2-s0")}
     assert "stage1" in stages and any(s.startswith("round") for s in stages)  # RL Stage I, then STaR
     assert "SCoRe, STaR in Stage II" in (tmp_path / "abl.md").read_text() and "Base model" in out.stdout
+    cfgs = {k: json.loads((tmp_path / "abl" / f"{k}-s0" / "config.json").read_text()) for k in ("st-rl", "star-stage2")}
+    assert (cfgs["st-rl"]["attempts"], cfgs["star-stage2"]["attempts"]) == (1, 2)
+    # same sampled responses per problem: single-turn RL samples twice as many one-attempt episodes
+    assert cfgs["st-rl"]["samples_per_prompt"] == 2 * cfgs["star-stage2"]["samples_per_prompt"]
+
+
+def test_ablation_budget_counts_responses():
+    from score_lib.ablate import ABLATIONS, job_settings
+
+    multi = {k: job_settings("toy", k, 0, ["samples_per_prompt=3"]) for k in ABLATIONS}
+    assert multi["st-rl"]["samples_per_prompt"] == 6 and multi["st-rl"]["attempts"] == 1
+    assert {multi[k]["samples_per_prompt"] for k in ABLATIONS if k != "st-rl"} == {"3"}
+    assert job_settings("toy", "st-rl", 0, [])["samples_per_prompt"] == 8  # the toy world's 4 x 2 attempts
+    three = job_settings("toy", "st-rl", 1, ["attempts=3"])  # a --set attempts reaches every method, st-rl too
+    assert three["attempts"] == "3" and three["samples_per_prompt"] == 4 and three["seed"] == 1
 
 
 def test_a_run_that_cannot_start_says_why(tiny_base, tmp_path):
