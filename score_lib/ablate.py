@@ -1,9 +1,9 @@
 """`score ablate`: every method of the paper's Tables 1, 2 and 4 on one world, several seeds.
 
 Each method is a config, not a code path (DESIGN.md): the same steps, the same sampled responses
-per step (job_settings) and the same evaluation for all of them. Runs are independent `score train` processes, two at a
-time on two cores, each writing a normal run directory, so the app and the notebooks can open any
-of them; this module only aggregates their final evaluations.
+per step (job_settings) and the same evaluation for all of them. Runs are independent `score train`
+processes, two at a time on two cores, each writing a normal run directory, so the app and the
+notebooks can open any of them; this module only aggregates their final evaluations.
 """
 from __future__ import annotations
 

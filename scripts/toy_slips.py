@@ -6,8 +6,8 @@ repair rate on these with the base model's fix rate on its own wrong first attem
 tells whether the model can correct mistakes in general but not its own (RESULTS.md, issue 3):
 
     python scripts/toy_slips.py --limit 256 --out slips.jsonl
-    score eval --model toy-base --repair slips.jsonl --set eval_greedy=false --set eval_samples=2
-    score eval --model toy-base --limit 256          # fix_rate: its own wrong first attempts
+    score eval --model toy-base --repair slips.jsonl --set eval_greedy=false   # one sampled attempt 2 each
+    score eval --model toy-base --limit 256    # fix rate i->c / (1 - Acc@t1): its own wrong attempts
 """
 from __future__ import annotations
 
