@@ -71,8 +71,9 @@ def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
     """
     from .config import TrainConfig
 
-    settings = {**WORLDS[world], **ABLATIONS[key][1], "seed": seed, **dict(e.split("=", 1) for e in extra)}
-    shared = {**WORLDS[world], **dict(e.split("=", 1) for e in extra)}
+    user = dict(e.split("=", 1) for e in extra)
+    settings = {**WORLDS[world], **ABLATIONS[key][1], "seed": seed, **user}
+    shared = {**WORLDS[world], **user}  # what every method of the ablation runs with
     shared_attempts = int(shared.get("attempts", TrainConfig.attempts))
     attempts = int(settings.get("attempts", TrainConfig.attempts))
     if attempts < shared_attempts:

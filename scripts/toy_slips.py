@@ -16,7 +16,9 @@ import json
 import random
 from pathlib import Path
 
-from score_lib.tasks.toy import ToyTask, ToyWorld, render_solution
+from score_lib.config import build_config
+from score_lib.tasks import make_task
+from score_lib.tasks.toy import render_solution
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit < 1:
         ap.error(f"--limit must be at least 1, got {args.limit}")
     rng = random.Random(args.seed)
-    task = ToyTask(ToyWorld(n_ops=args.n_ops), seed=0, n_test=max(args.limit, 2000))
+    # the task exactly as `score eval` builds it, so the ids name the problems it evaluates
+    task = make_task(build_config(None, {"toy_n_ops": str(args.n_ops), "eval_problems": str(args.limit)}))
     lines = []
     for p in task.problems("test", args.limit):
         first, _ = render_solution(p.meta["start"], p.meta["steps"], 1.0, rng, one_slip=True)
