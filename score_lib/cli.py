@@ -116,6 +116,11 @@ def cmd_toy_base(args) -> int:
     meta = json.loads((path / "toy_base.json").read_text())
     print(f"toy base model: {path} ({meta['parameters']:,} parameters, {meta['steps']} steps, "
           f"{meta['seconds']} s, loss {meta['final_loss']:.3f})")
+    if meta.get("checks"):
+        last = meta["checks"][-1]
+        verdict = "reached" if meta["reached_target"] else "did NOT reach"
+        print(f"sampled Acc@t1 on held-out problems {last['acc_t1']:.3f} at step {last['step']}: "
+              f"{verdict} the target {cfg.target_acc}")
     return 0
 
 

@@ -114,6 +114,46 @@ def test_base_with_shown_mistakes_builds_under_its_own_key(cache_dir):
     assert path.name == cfg.key() and (path / "toy_base.json").exists() and (path / "config.json").exists()
 
 
+def test_accuracy_checks_use_held_out_training_problems():
+    from score_lib.tasks.toy import base_corpus, split_of
+    from score_lib.toy_base import ToyBaseConfig, check_problems
+
+    cfg = ToyBaseConfig(corpus_size=300, check_problems=50, target_acc=0.5)
+    held = check_problems(cfg)
+    corpus = {c.prompt for c in base_corpus(cfg.world(), cfg.corpus_size, cfg.seed)}
+    assert len(held) == 50 and len({p.prompt for p in held}) == 50
+    assert not corpus & {p.prompt for p in held}  # never trained on
+    assert all(split_of(p.prompt, cfg.world().test_share) == "train" for p in held)  # never a test problem
+    # the target's settings name a new model only when a target is set: old caches stay valid
+    assert ToyBaseConfig(target_acc=0).key() == ToyBaseConfig(target_acc=0, check_every=7, check_problems=9).key()
+    assert ToyBaseConfig().key() != ToyBaseConfig(check_every=7).key()
+
+
+def test_base_build_stops_at_the_first_check_that_reaches_the_target(cache_dir, monkeypatch):
+    import json
+
+    from score_lib import toy_base
+
+    curve = iter([0.1, 0.3, 0.5, 0.7, 0.9])
+    seen = []
+
+    def fake_acc(model, tok, problems, seed):
+        seen.append(len(problems))
+        return next(curve)
+
+    monkeypatch.setattr(toy_base, "sampled_acc_t1", fake_acc)
+    small = dict(corpus_size=200, batch_size=4, check_every=2, check_problems=16)
+    path = toy_base.build_toy_base(toy_base.ToyBaseConfig(target_acc=0.45, max_steps=40, **small), progress=False)
+    meta = json.loads((path / "toy_base.json").read_text())
+    assert meta["steps"] == 6 and meta["reached_target"] and seen == [16, 16, 16]
+    assert [c["step"] for c in meta["checks"]] == [2, 4, 6] and meta["checks"][-1]["acc_t1"] == 0.5
+    # a target never reached: the build runs to max_steps and says so
+    curve = iter([0.1] * 5)
+    path = toy_base.build_toy_base(toy_base.ToyBaseConfig(target_acc=0.95, max_steps=9, **small), progress=False)
+    meta = json.loads((path / "toy_base.json").read_text())
+    assert meta["steps"] == 9 and not meta["reached_target"] and len(meta["checks"]) == 4
+
+
 def test_planted_slips_script_writes_a_repair_file(tmp_path):
     """scripts/toy_slips.py: one line per test problem, each first attempt wrong in exactly one step,
     in the format `score eval --repair` reads (read through its own parser)."""
