@@ -171,7 +171,10 @@ def test_planted_slips_script_writes_a_repair_file(tmp_path):
     assert [p.id for p, _ in pairs] == [p.id for p in task.problems("test", 40)]
     for problem, first in pairs:
         assert task.grade(first, problem) == 0.0
-        assert first.count(";") == problem.solution.count(";")
+        steps, right = first.split("#")[0].split(";"), problem.solution.split("#")[0].split(";")
+        assert len(steps) == len(right)
         assert _wrong_steps(first) == 1, first  # one miscomputed step; later steps carry on from it correctly
+        departs = next(i for i, (a, b) in enumerate(zip(steps, right)) if a != b)
+        assert _wrong_steps(steps[departs]) == 1, first  # every step before the slip is the solution's own
     bad = subprocess.run([sys.executable, str(script), "--limit", "0", "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode != 0 and "--limit" in bad.stderr
