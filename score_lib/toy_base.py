@@ -48,6 +48,15 @@ class ToyBaseConfig:
     that its correction can be learned: the base can fix mistakes but seldom does (docs/toy_world.md)."""
     p_fix: float = 0.5
     """In those conversations, share of attempts 2 that are the correct solution (else a copy)."""
+    p_check: float = 0.0
+    """Share of corpus conversations whose attempt 2 checks attempt 1 step by step (a verdict after each
+    step's result, the right value after the first wrong one): a verification habit seldom used."""
+    check_slipped: float = 0.5
+    """In those conversations, share of first attempts with one slipped step (context, never trained on)."""
+    check_style: str = "verdict"
+    """How those attempts 2 check: "verdict" (a v/x mark after each copied step), "recheck" (each step
+    redone, a third try when the two disagree) or "reverse" (attempt 1's answer worked backwards to the
+    prompt's first number; solved again on a mismatch). See tasks.toy."""
     instruction: str = TOY_INSTRUCTION
     """Self-correction instruction placed between the attempts in the corpus."""
     hidden: int = 128
@@ -86,6 +95,8 @@ class ToyBaseConfig:
         fields = asdict(self)
         if not self.p_wrong:  # settings added later are left out while unused: old caches stay valid
             del fields["p_wrong"], fields["p_fix"]
+        if not self.p_check:
+            del fields["p_check"], fields["check_slipped"], fields["check_style"]
         if not self.target_acc:
             del fields["target_acc"], fields["check_every"], fields["check_problems"]
         blob = json.dumps(fields, sort_keys=True).encode()
@@ -143,7 +154,7 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
 
     glue = glue_ids(tok, cfg.instruction)
     corpus = base_corpus(cfg.world(), cfg.corpus_size, cfg.seed, cfg.p_copy, cfg.slip1, cfg.slip2,
-                         cfg.p_wrong, cfg.p_fix)
+                         cfg.p_wrong, cfg.p_fix, cfg.p_check, cfg.check_slipped, cfg.check_style)
     episodes = [teacher_forced(tok, Problem(id=c.prompt, prompt=c.prompt, answer=""), [c.first, c.second],
                                cfg.instruction, glue) for c in corpus]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))

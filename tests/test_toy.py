@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from score_lib.tasks.toy import (ToyTask, ToyWorld, base_corpus, extract_answer, generate, render_solution,
-                                 split_of)
+from score_lib.tasks.toy import (ToyTask, ToyWorld, base_corpus, checked_solution, extract_answer, generate,
+                                 recheck_solution, render_solution, reverse_check_solution, split_of)
 
 
 def test_deterministic_and_disjoint():
@@ -74,6 +74,160 @@ def test_shown_mistakes_and_their_corrections():
     assert all(c.first == render_solution(*_parse(c.prompt))[0] for c in corpus if c.first_in_loss)
 
 
+def _careless_firsts(task, seed: int):
+    """(problem, start, steps, a first attempt whose steps each slip with probability 0.3) per test problem."""
+    rng = random.Random(seed)
+    for p in task.problems("test"):
+        start, steps = p.meta["start"], p.meta["steps"]
+        yield p, start, steps, render_solution(start, steps, 0.3, rng)[0]
+
+
+def test_checked_solution_marks_each_step_and_fixes_the_first_wrong_one():
+    steps = [("+", 6), ("-", 8), ("+", 4)]
+    right = "9+6=15;15-8=7;7+4=11#11"
+    assert checked_solution(9, steps, right) == "9+6=15v;15-8=7v;7+4=11v#11"
+    # step 2 slipped (6 for 7) and step 3 carried on from it: the check stops at step 2 and re-solves
+    assert checked_solution(9, steps, "9+6=15;15-8=6;6+4=10#10") == "9+6=15v;15-8=6x7;7+4=11#11"
+    # a wrong last step, and a first attempt that stops early: the missing step is written, marked wrong
+    assert checked_solution(9, steps, "9+6=15;15-8=7;7+4=12#12") == "9+6=15v;15-8=7v;7+4=12x11#11"
+    assert checked_solution(9, steps, "9+6=15#15") == "9+6=15v;15-8=x7;7+4=11#11"
+    task = ToyTask(n_test=200)
+    for p, start, steps, first in _careless_firsts(task, seed=0):
+        checked = checked_solution(start, steps, first)
+        assert task.grade(checked, p) == 1.0  # a check always ends with the right answer
+        assert ("x" in checked) == (first != p.solution)  # and calls a wrong step wrong, only then
+        assert checked.count("x") <= 1
+
+
+def test_recheck_solution_redoes_each_step_and_a_third_try_settles_disagreements():
+    steps = [("+", 6), ("-", 8), ("+", 4)]
+    rng = random.Random(0)
+    assert recheck_solution(9, steps, "9+6=15;15-8=7;7+4=11#11", 0.0, rng) == "9+6=15:15;15-8=7:7;7+4=11:11#11"
+    # a slipped step 2: the redo disagrees, the third try decides, and the rest is solved afresh
+    assert recheck_solution(9, steps, "9+6=15;15-8=6;6+4=10#10", 0.0, rng) == "9+6=15:15;15-8=6:7:7;7+4=11#11"
+    task = ToyTask(n_test=300)
+    seen = {"agree": 0, "slipped redo of a right step": 0}
+    for p, start, steps, first in _careless_firsts(task, seed=2):
+        second = recheck_solution(start, steps, first, 0.5, rng)
+        assert task.grade(second, p) == 1.0  # the deciding try never slips
+        for part in second.split("#")[0].split(";"):
+            tries = part.split("=")[1].split(":")
+            assert len(tries) in (1, 2, 3) and (len(tries) != 3 or tries[0] != tries[1])  # a third only on disagreement
+            seen["agree"] += len(tries) == 2
+            seen["slipped redo of a right step"] += len(tries) == 3 and tries[0] == tries[2]
+        if first == p.solution:  # a right first attempt is followed to the end: every step redone
+            assert second.count(";") == first.count(";") and all(":" in x for x in second.split(";"))
+    assert all(seen.values())  # the corpus shows both: a redo that agrees, and one that slipped and lost
+
+
+def test_reverse_check_works_the_answer_back_to_the_start():
+    steps = [("+", 6), ("-", 8), ("+", 4)]
+    assert reverse_check_solution(9, steps, "9+6=15;15-8=7;7+4=11#11") == "11-4=7;7+8=15;15-6=9#11"
+    assert (reverse_check_solution(9, steps, "9+6=15;15-8=6;6+4=10#10")
+            == "10-4=6;6+8=14;14-6=8|9+6=15;15-8=7;7+4=11#11")  # 8 is not 9: solved again
+    assert reverse_check_solution(2, [("+", 1)], "2+1=3#1").startswith("1-1=0|")  # below zero is fine
+    task = ToyTask(n_test=300)
+    for p, start, steps, first in _careless_firsts(task, seed=1):
+        second = reverse_check_solution(start, steps, first)
+        assert ("|" in second) == (task.grade(first, p) == 0.0)  # flags exactly the wrong answers
+        assert task.grade(second, p) == 1.0
+    with pytest.raises(ValueError, match="reverse"):
+        reverse_check_solution(2, [("*", 3)], "2*3=6#6")
+    with pytest.raises(ValueError, match="reverse"):
+        base_corpus(ToyWorld(ops="+*"), 10, seed=0, p_check=0.5, check_style="reverse")
+
+
+def test_checked_second_attempts_in_the_corpus():
+    corpus = base_corpus(ToyWorld(), 3000, seed=2, p_check=0.2, check_slipped=0.5)
+    checked = [c for c in corpus if "v" in c.second or "x" in c.second]
+    assert abs(len(checked) / len(corpus) - 0.2) < 0.03
+    slipped = [c for c in checked if not c.first_in_loss]
+    assert abs(len(slipped) / len(checked) - 0.5) < 0.07
+    for c in checked:
+        start, steps = _parse(c.prompt)
+        right, answer = render_solution(start, steps)
+        assert c.second == checked_solution(start, steps, c.first) and extract_answer(c.second) == str(answer)
+        assert c.first_in_loss == (c.first == right)  # slipped first attempts are context only
+        assert c.first_in_loss or _wrong_steps(c.first) == 1
+    rechecked = [c for c in base_corpus(ToyWorld(), 3000, seed=2, p_check=0.2, check_style="recheck")
+                 if ":" in c.second]
+    assert abs(len(rechecked) / 3000 - 0.2) < 0.03 and all("v" not in c.second for c in rechecked)
+    with pytest.raises(ValueError, match="check_style"):
+        base_corpus(ToyWorld(), 10, seed=2, p_check=0.2, check_style="vote")
+
+
+def _verdicts_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "toy_checks.py"
+    spec = importlib.util.spec_from_file_location("toy_checks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path
+
+
+def test_verdicts_are_scored_against_the_steps_they_judge():
+    script, _ = _verdicts_script()
+    assert script.step_verdicts("9+6=15v;15-8=7v;7+4=11v#11") == [(True, "v")] * 3
+    # a wrong step called right, then a right step called wrong: scoring stops at the first 'x'
+    assert script.step_verdicts("9+6=14v;14-8=6x5;5+4=9#9") == [(False, "v"), (True, "x")]
+    assert script.step_verdicts("9+6=15;15-8=7;7+4=11#11") is None  # a plain (unchecked) attempt
+    # rechecks: a redo that agrees, one that disagrees and loses to the third try, one that wins
+    assert script.step_verdicts("9+6=15:15;15-8=7:6:7;7+4=11:11#11") == [(True, "v"), (True, "x"), (True, "v")]
+    assert script.step_verdicts("9+6=15:15;15-8=6:7:7;7+4=11#11") == [(True, "v"), (False, "x")]
+    assert script.step_verdicts("9+6=14:14;14-8=6:6#6") == [(False, "v"), (True, "v")]
+    pairs = [(True, True, "9+6=15v;15-8=7v;7+4=11v#11"),   # right, all called right
+             (True, False, "9+6=15x14;14-8=6;6+4=10#10"),  # right, a false alarm that broke it
+             (False, True, "9+6=15v;15-8=6x7;7+4=11#11"),  # wrong, detected and fixed
+             (False, False, "9+6=15v;15-8=6v;6+4=10v#10"),  # wrong, missed
+             (False, False, "9+6=15;15-8=6;6+4=10#10")]    # not checked
+    s = script.verdict_summary(pairs)
+    assert (s["episodes"], s["checked"], s["checked_share"]) == (5, 4, 0.8)
+    assert (s["steps_right"], s["steps_wrong"]) == (7, 2)
+    assert s["p_x_given_right_step"] == 0.143 and s["p_x_given_wrong_step"] == 0.5
+    assert (s["false_alarm"], s["detection"], s["fix"]) == (0.5, 0.5, 0.5)
+    rows = [(9, [("+", 6), ("-", 8), ("+", 4)], "9+6=15;15-8=7;7+4=11#11", True, True, "11-4=7;7+8=15;15-6=9#11"),
+            (9, [("+", 6), ("-", 8), ("+", 4)], "9+6=15;15-8=7;7+4=11#11", True, False,
+             "11-4=7;7+8=15;15-6=9|9+6=15;15-8=6;6+4=10#10"),  # back at 9, flagged anyway: a false alarm
+            (9, [("+", 6), ("-", 8), ("+", 4)], "9+6=15;15-8=6;6+4=10#10", False, True,
+             "10-4=6;6+8=14;14-6=8|9+6=15;15-8=7;7+4=11#11"),  # detected and fixed
+            (9, [("+", 6), ("-", 8), ("+", 4)], "9+6=15;15-8=6;6+4=10#10", False, False,
+             "10-4=6;6+8=14;14-6=9#10"),                       # a wrong step hides the mismatch
+            (9, [("+", 6), ("-", 8), ("+", 4)], "9+6=15;15-8=6;6+4=10#10", False, False, "9+6=15;15-8=6;6+4=10#10")]
+    back = script.reverse_checks(rows)
+    assert (back["reverse_checked"], back["reverse_checked_share"]) == (4, 0.8)
+    assert (back["p_flag_given_right_a1"], back["p_flag_given_wrong_a1"]) == (0.5, 0.5)
+    assert (back["reverse_fix"], back["reverse_break"]) == (0.5, 0.5)
+    assert back["back_step_right"] == round(11 / 12, 3) and back["flag_matches_chain"] == 0.75
+    tries = script.recheck_tries(["9+6=15:15;15-8=7:6:7;7+4=11:11#11",  # 3 redos, 2 right; a third, right
+                                  "9+6=14:14;14-8=6:6#6",               # a redo repeating a wrong copy
+                                  "9+6=15:15;15-8=6:7:7;7+4=11#11",     # redo disagrees, third fixes; stop
+                                  "9+6=15v;15-8=7v;7+4=11v#11"])        # verdicts: no redo
+    assert (tries["rechecked_steps"], tries["redo_right"]) == (7, round(5 / 7, 3))
+    assert tries["redo_repeats_wrong_copy"] == 0.5 and (tries["third_tries"], tries["third_right"]) == (2, 1.0)
+
+
+def test_verdicts_script_runs_on_a_built_base(cache_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from score_lib.toy_base import ToyBaseConfig, build_toy_base
+
+    base = build_toy_base(ToyBaseConfig(p_check=0.5, corpus_size=200, batch_size=8, max_steps=3, target_acc=0),
+                          progress=False)
+    _, script = _verdicts_script()
+    out = tmp_path / "v.json"
+    run = subprocess.run([sys.executable, str(script), "--model", str(base), "--limit", "6", "--samples", "2",
+                          "--json", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(out.read_text())["episodes"] == 12
+    bad = subprocess.run([sys.executable, str(script), "--model", str(base), "--limit", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--limit" in bad.stderr
+
+
 def test_corpus_loss_mask_skips_only_shown_first_attempts():
     import torch
 
@@ -108,6 +262,8 @@ def test_base_with_shown_mistakes_builds_under_its_own_key(cache_dir):
 
     plain = ToyBaseConfig(p_wrong=0.0)
     assert plain.key() == ToyBaseConfig(p_wrong=0.0, p_fix=0.9).key()  # p_fix does nothing without p_wrong
+    assert plain.key() == ToyBaseConfig(p_wrong=0.0, check_slipped=0.9).key()  # nor check_slipped without p_check
+    assert plain.key() != ToyBaseConfig(p_wrong=0.0, p_check=0.1).key()
     cfg = ToyBaseConfig(p_wrong=0.5, corpus_size=200, batch_size=8, max_steps=3)
     assert cfg.key() != ToyBaseConfig(p_wrong=0.0, corpus_size=200, batch_size=8, max_steps=3).key()
     path = build_toy_base(cfg, progress=False)

@@ -108,6 +108,82 @@ def render_solution(start: int, steps: list[tuple[str, int]], slip: float = 0.0,
     return ";".join(parts) + f"#{value}", value
 
 
+def checked_solution(start: int, steps: list[tuple[str, int]], first: str) -> str:
+    """A second attempt that checks the first step by step: each step of `first` is copied with a
+    verdict after its result, 'v' (right) or 'x' (wrong); after the first 'x' it writes the right
+    value and solves the rest from there. ``9+6=15v;15-8=6x7;7+4=11#11``. A mark only judges a result
+    already on the page; even so the 1M-parameter toy base does not learn to set it by the truth of
+    the step (RESULTS.md: "Can a base learn to check its own steps?")."""
+    done = first.split("#")[0].split(";")
+    value, parts = start, []
+    for k, (op, b) in enumerate(steps):
+        right = _apply(value, op, b)
+        if k < len(done) and done[k].endswith(f"={right}") and done[k].startswith(f"{value}{op}{b}="):
+            parts.append(f"{done[k]}v")
+        else:
+            written = done[k].rpartition("=")[2] if k < len(done) else ""
+            parts.append(f"{value}{op}{b}={written}x{right}")
+            value = right
+            for op2, b2 in steps[k + 1:]:
+                nxt = _apply(value, op2, b2)
+                parts.append(f"{value}{op2}{b2}={nxt}")
+                value = nxt
+            return ";".join(parts) + f"#{value}"
+        value = right
+    return ";".join(parts) + f"#{value}"
+
+
+def recheck_solution(start: int, steps: list[tuple[str, int]], first: str, slip: float,
+                     rng: random.Random) -> str:
+    """A second attempt that redoes each step of `first` and settles disagreements by a third try:
+    ``15-8=7:7`` (copied, recomputed: agree), ``15-8=6:7:7`` (disagree; the third try decides). The
+    recompute slips with probability `slip` (a hurried check), the deciding try never does. Once the
+    decided value differs from `first`'s, the later steps of `first` are built on a wrong value, so
+    the rest is solved afresh. Two independent tries and a tie-break would beat one try; the toy base's
+    redo is neither independent of the copied value nor as good as its first try (RESULTS.md)."""
+    done = first.split("#")[0].split(";")
+    value, parts, following = start, [], True
+    for k, (op, b) in enumerate(steps):
+        right = _apply(value, op, b)
+        lhs = f"{value}{op}{b}="
+        if not following:
+            parts.append(f"{lhs}{right}")
+        else:
+            written = done[k].rpartition("=")[2] if k < len(done) and done[k].startswith(lhs) else ""
+            again = right
+            if slip and rng.random() < slip:
+                again = max(0, right + rng.choice([-10, -2, -1, 1, 2, 10]))
+                if again == right or str(again) == written:  # a slip must not agree with a wrong step
+                    again = right
+            if str(again) == written:
+                parts.append(f"{lhs}{written}:{again}")
+            else:
+                parts.append(f"{lhs}{written}:{again}:{right}")
+                following = str(right) == written
+        value = right
+    return ";".join(parts) + f"#{value}"
+
+
+def reverse_check_solution(start: int, steps: list[tuple[str, int]], first: str) -> str:
+    """A second attempt that checks the answer of `first` by working the chain backwards from it:
+    ``9+6-8+4`` answered 11 gives ``11-4=7;7+8=15;15-6=9#11`` (back at the start 9: keep 11), answered
+    10 gives ``10-4=6;6+8=14;14-6=8|9+6=15;15-8=7;7+4=11#11`` (8 is not 9: solve again). The check uses
+    the step arithmetic the model already has, on values that are not on the page, and its outcome is a
+    comparison with the prompt's first number (docs/toy_world.md). Chains of + and - only."""
+    if any(op not in "+-" for op, _ in steps):
+        raise ValueError("reverse check: only chains of + and - can be worked backwards step by step")
+    answer = extract_answer(first)
+    value = int(answer) if answer is not None else 0
+    parts = []
+    for op, b in reversed(steps):
+        back = value - b if op == "+" else value + b
+        parts.append(f"{value}{'-' if op == '+' else '+'}{b}={back}")
+        value = back
+    if answer is not None and value == start:
+        return ";".join(parts) + f"#{answer}"
+    return ";".join(parts) + "|" + render_solution(start, steps)[0]
+
+
 def make_problem(world: ToyWorld, start: int, steps: list[tuple[str, int]]) -> Problem:
     prompt = render_prompt(start, steps)
     solution, answer = render_solution(start, steps)
@@ -176,7 +252,8 @@ class Conversation(NamedTuple):
 
 
 def base_corpus(world: ToyWorld, n: int, seed: int, p_copy: float = 0.5, slip1: float = 0.0,
-                slip2: float = 0.25, p_wrong: float = 0.0, p_fix: float = 0.5) -> list[Conversation]:
+                slip2: float = 0.25, p_wrong: float = 0.0, p_fix: float = 0.5,
+                p_check: float = 0.0, check_slipped: float = 0.5, check_style: str = "verdict") -> list[Conversation]:
     """The conversations (prompt, attempt 1, attempt 2) that teach the base model its habits.
 
     Attempt 1 is the reference solution (with `slip1` step noise); attempt 2 copies attempt 1 with
@@ -185,11 +262,28 @@ def base_corpus(world: ToyWorld, n: int, seed: int, p_copy: float = 0.5, slip1: 
     With `p_wrong` > 0 that share of conversations instead shows a first attempt with one slipped step
     (marked first_in_loss=False: context, never trained on) and then, with probability `p_fix`, the
     correct solution, else a copy: a correction skill the base has but seldom gets to use.
+    With `p_check` > 0 that share of conversations has a checked second attempt (checked_solution)
+    after a first attempt that has one slipped step with probability `check_slipped` (then context
+    only) and is right otherwise: a verification habit the base has but seldom uses. `check_style`
+    "recheck" writes recheck_solution instead (each step redone, with `slip2`, and disagreements
+    settled by a third try), "reverse" reverse_check_solution (the answer worked backwards to the start).
     """
+    if check_style not in ("verdict", "recheck", "reverse"):
+        raise ValueError(f"toy corpus: check_style must be 'verdict', 'recheck' or 'reverse', got {check_style!r}")
+    if p_check and check_style == "reverse" and set(world.ops) - set("+-"):
+        raise ValueError(f"toy corpus: check_style 'reverse' needs ops of + and - only, got {world.ops!r}")
     rng = random.Random(f"toy-corpus-{seed}")
     out = []
     for p in generate(world, "train", n, seed):
         start, steps = p.meta["start"], p.meta["steps"]
+        if p_check and rng.random() < p_check:
+            slipped = rng.random() < check_slipped
+            a1 = render_solution(start, steps, 1.0, rng, one_slip=True)[0] if slipped else p.solution
+            a2 = (checked_solution(start, steps, a1) if check_style == "verdict"
+                  else recheck_solution(start, steps, a1, slip2, rng) if check_style == "recheck"
+                  else reverse_check_solution(start, steps, a1))
+            out.append(Conversation(p.prompt, a1, a2, first_in_loss=not slipped))
+            continue
         if p_wrong and rng.random() < p_wrong:
             a1 = render_solution(start, steps, 1.0, rng, one_slip=True)[0]
             a2 = p.solution if rng.random() < p_fix else a1
