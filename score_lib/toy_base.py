@@ -49,8 +49,8 @@ class ToyBaseConfig:
     p_fix: float = 0.5
     """In those conversations, share of attempts 2 that are the correct solution (else a copy)."""
     p_check: float = 0.0
-    """Share of corpus conversations whose attempt 2 checks attempt 1 step by step (a verdict after each
-    step's result, the right value after the first wrong one): a verification habit seldom used."""
+    """Share of corpus conversations whose attempt 2 checks attempt 1 (see check_style) and fixes what
+    the check finds: a verification habit the base seldom uses. 0: none (the default)."""
     check_slipped: float = 0.5
     """In those conversations, share of first attempts with one slipped step (context, never trained on)."""
     check_style: str = "verdict"

@@ -24,6 +24,14 @@ from pathlib import Path
 STEP_RE = re.compile(r"(\d+)([+\-*])(\d+)=(\d*)(?:([vx])\d*|:(\d*)(?::(\d*))?)")
 
 
+def _value(a: str, op: str, b: str) -> int:
+    return int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b)
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return round(hits / total, 3) if total else None
+
+
 def step_verdicts(second: str) -> list[tuple[bool, str]] | None:
     """(is the judged step right, 'x' if the check flags it else 'v') for each checked step of a
     second attempt, up to and with the first flag that changes the value (after it the attempt
@@ -36,7 +44,7 @@ def step_verdicts(second: str) -> list[tuple[bool, str]] | None:
         if not m:
             break
         a, op, b, written, verdict, redo, third = m.groups()
-        value = int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b)
+        value = _value(a, op, b)
         flagged = verdict == "x" or third is not None
         out.append((written != "" and int(written) == value, "x" if flagged else "v"))
         if verdict == "x" or (third is not None and third != written):
@@ -51,20 +59,16 @@ def verdict_summary(pairs: list[tuple[bool, bool, str]]) -> dict:
     checked = [(c1, c2, step_verdicts(y2)) for c1, c2, y2 in pairs]
     checked = [(c1, c2, v) for c1, c2, v in checked if v]
     steps = [s for _, _, v in checked for s in v]
-
-    def rate(hits, total):
-        return round(hits / total, 3) if total else None
-
     right1 = [v for c1, _, v in checked if c1]
     wrong1 = [(c2, v) for c1, c2, v in checked if not c1]
     return {
-        "episodes": len(pairs), "checked": len(checked), "checked_share": rate(len(checked), len(pairs)),
+        "episodes": len(pairs), "checked": len(checked), "checked_share": _rate(len(checked), len(pairs)),
         "steps_right": sum(ok for ok, _ in steps), "steps_wrong": sum(not ok for ok, _ in steps),
-        "p_x_given_right_step": rate(sum(ok and v == "x" for ok, v in steps), sum(ok for ok, _ in steps)),
-        "p_x_given_wrong_step": rate(sum(not ok and v == "x" for ok, v in steps), sum(not ok for ok, _ in steps)),
-        "false_alarm": rate(sum(any(x == "x" for _, x in v) for v in right1), len(right1)),
-        "detection": rate(sum(any(x == "x" for _, x in v) for _, v in wrong1), len(wrong1)),
-        "fix": rate(sum(c2 for c2, _ in wrong1), len(wrong1)),
+        "p_x_given_right_step": _rate(sum(ok and v == "x" for ok, v in steps), sum(ok for ok, _ in steps)),
+        "p_x_given_wrong_step": _rate(sum(not ok and v == "x" for ok, v in steps), sum(not ok for ok, _ in steps)),
+        "false_alarm": _rate(sum(any(x == "x" for _, x in v) for v in right1), len(right1)),
+        "detection": _rate(sum(any(x == "x" for _, x in v) for _, v in wrong1), len(wrong1)),
+        "fix": _rate(sum(c2 for c2, _ in wrong1), len(wrong1)),
     }
 
 
@@ -78,7 +82,7 @@ def recheck_tries(seconds: list[str]) -> dict:
             if not m or m[6] is None:
                 break
             a, op, b, written, _, redo, third = m.groups()
-            value = str(int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b))
+            value = str(_value(a, op, b))
             steps += 1
             redo_right += redo == value
             wrong_copies += written != value
@@ -88,13 +92,9 @@ def recheck_tries(seconds: list[str]) -> dict:
                 third_right += third == value
                 if third != written:
                     break
-
-    def rate(hits, total):
-        return round(hits / total, 3) if total else None
-
-    return {"rechecked_steps": steps, "redo_right": rate(redo_right, steps),
-            "redo_repeats_wrong_copy": rate(repeated, wrong_copies), "third_tries": thirds,
-            "third_right": rate(third_right, thirds)}
+    return {"rechecked_steps": steps, "redo_right": _rate(redo_right, steps),
+            "redo_repeats_wrong_copy": _rate(repeated, wrong_copies), "third_tries": thirds,
+            "third_right": _rate(third_right, thirds)}
 
 
 def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
@@ -119,7 +119,7 @@ def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
             if not m:
                 break
             back_steps += 1
-            back_right += int(m[1]) + (int(m[3]) if m[2] == "+" else -int(m[3])) == int(m[4])
+            back_right += _value(m[1], m[2], m[3]) == int(m[4])
             end = int(m[4])
         consistent += flag == (end != start)
         if c1:
@@ -130,14 +130,10 @@ def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
             n_wrong += 1
             flagged_wrong += flag
             fixed += c2
-
-    def rate(hits, total):
-        return round(hits / total, 3) if total else None
-
-    return {"reverse_checked": checked, "reverse_checked_share": rate(checked, len(rows)),
-            "p_flag_given_right_a1": rate(flagged_right, n_right), "p_flag_given_wrong_a1": rate(flagged_wrong, n_wrong),
-            "reverse_fix": rate(fixed, n_wrong), "reverse_break": rate(broke, n_right),
-            "back_step_right": rate(back_right, back_steps), "flag_matches_chain": rate(consistent, checked)}
+    return {"reverse_checked": checked, "reverse_checked_share": _rate(checked, len(rows)),
+            "p_flag_given_right_a1": _rate(flagged_right, n_right), "p_flag_given_wrong_a1": _rate(flagged_wrong, n_wrong),
+            "reverse_fix": _rate(fixed, n_wrong), "reverse_break": _rate(broke, n_right),
+            "back_step_right": _rate(back_right, back_steps), "flag_matches_chain": _rate(consistent, checked)}
 
 
 def main(argv: list[str] | None = None) -> int:
