@@ -21,11 +21,9 @@ import re
 import sys
 from pathlib import Path
 
+from score_lib.tasks.toy import apply_op, extract_answer
+
 STEP_RE = re.compile(r"(\d+)([+\-*])(\d+)=(\d*)(?:([vx])\d*|:(\d*)(?::(\d*))?)")
-
-
-def _value(a: str, op: str, b: str) -> int:
-    return int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b)
 
 
 def _rate(hits: int, total: int) -> float | None:
@@ -44,7 +42,7 @@ def step_verdicts(second: str) -> list[tuple[bool, str]] | None:
         if not m:
             break
         a, op, b, written, verdict, redo, third = m.groups()
-        value = _value(a, op, b)
+        value = apply_op(int(a), op, int(b))
         flagged = verdict == "x" or third is not None
         out.append((written != "" and int(written) == value, "x" if flagged else "v"))
         if verdict == "x" or (third is not None and third != written):
@@ -82,7 +80,7 @@ def recheck_tries(seconds: list[str]) -> dict:
             if not m or m[6] is None:
                 break
             a, op, b, written, _, redo, third = m.groups()
-            value = str(_value(a, op, b))
+            value = str(apply_op(int(a), op, int(b)))
             steps += 1
             redo_right += redo == value
             wrong_copies += written != value
@@ -102,8 +100,6 @@ def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
     check starts from attempt 1's answer with the inverse of the last operation; a '|' is its flag.
     Flag rates by attempt 1's truth, fix and break rates among the checked, the share of right backward
     steps, and how often the flag agrees with the chain the model wrote (end != start)."""
-    from score_lib.tasks.toy import extract_answer
-
     checked = flagged_right = flagged_wrong = n_right = n_wrong = fixed = broke = 0
     back_steps = back_right = consistent = 0
     for start, steps, first, c1, c2, second in rows:
@@ -119,7 +115,7 @@ def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
             if not m:
                 break
             back_steps += 1
-            back_right += _value(m[1], m[2], m[3]) == int(m[4])
+            back_right += apply_op(int(m[1]), m[2], int(m[3])) == int(m[4])
             end = int(m[4])
         consistent += flag == (end != start)
         if c1:

@@ -60,8 +60,14 @@ def _operand(rng: random.Random, digits: int) -> int:
     return rng.randint(1, 10**digits - 1)
 
 
-def _apply(a: int, op: str, b: int) -> int:
+def apply_op(a: int, op: str, b: int) -> int:
+    """The result of one step, `a op b`."""
     return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def slip_result(value: int, rng: random.Random) -> int:
+    """A person's arithmetic slip on a step's result: off by a small amount, never below zero."""
+    return max(0, value + rng.choice([-10, -2, -1, 1, 2, 10]))
 
 
 def draw_chain(world: ToyWorld, rng: random.Random) -> tuple[int, list[tuple[str, int]]]:
@@ -75,7 +81,7 @@ def draw_chain(world: ToyWorld, rng: random.Random) -> tuple[int, list[tuple[str
         if op == "*":
             b = rng.randint(2, 9)  # keep products short enough to stay learnable
         steps.append((op, b))
-        value = _apply(value, op, b)
+        value = apply_op(value, op, b)
     return start, steps
 
 
@@ -97,10 +103,10 @@ def render_solution(start: int, steps: list[tuple[str, int]], slip: float = 0.0,
     value, parts = start, []
     slip_at = rng.randrange(len(steps)) if one_slip else None
     for k, (op, b) in enumerate(steps):
-        right = result = _apply(value, op, b)
+        right = result = apply_op(value, op, b)
         slipped = k == slip_at if one_slip else bool(slip and rng is not None and rng.random() < slip)
         if slipped:
-            result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
+            result = slip_result(result, rng)
             if one_slip and result == right:  # clamped at 0 back onto the answer: the one slip must stay wrong
                 result += 1
         parts.append(f"{value}{op}{b}={result}")
@@ -117,7 +123,7 @@ def checked_solution(start: int, steps: list[tuple[str, int]], first: str) -> st
     done = first.split("#")[0].split(";")
     value, parts = start, []
     for k, (op, b) in enumerate(steps):
-        right = _apply(value, op, b)
+        right = apply_op(value, op, b)
         if k < len(done) and done[k].endswith(f"={right}") and done[k].startswith(f"{value}{op}{b}="):
             parts.append(f"{done[k]}v")
         else:
@@ -125,7 +131,7 @@ def checked_solution(start: int, steps: list[tuple[str, int]], first: str) -> st
             parts.append(f"{value}{op}{b}={written}x{right}")
             value = right
             for op2, b2 in steps[k + 1:]:
-                nxt = _apply(value, op2, b2)
+                nxt = apply_op(value, op2, b2)
                 parts.append(f"{value}{op2}{b2}={nxt}")
                 value = nxt
             return ";".join(parts) + f"#{value}"
@@ -144,7 +150,7 @@ def recheck_solution(start: int, steps: list[tuple[str, int]], first: str, slip:
     done = first.split("#")[0].split(";")
     value, parts, following = start, [], True
     for k, (op, b) in enumerate(steps):
-        right = _apply(value, op, b)
+        right = apply_op(value, op, b)
         lhs = f"{value}{op}{b}="
         if not following:
             parts.append(f"{lhs}{right}")
@@ -152,7 +158,7 @@ def recheck_solution(start: int, steps: list[tuple[str, int]], first: str, slip:
             written = done[k].rpartition("=")[2] if k < len(done) and done[k].startswith(lhs) else ""
             again = right
             if slip and rng.random() < slip:
-                again = max(0, right + rng.choice([-10, -2, -1, 1, 2, 10]))
+                again = slip_result(right, rng)
                 if again == right or str(again) == written:  # a slip must not agree with a wrong step
                     again = right
             if str(again) == written:
