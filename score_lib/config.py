@@ -123,6 +123,10 @@ class TrainConfig:
     """Toy world: operations per problem."""
     toy_ops: str = "+-"
     """Toy world: operators."""
+    toy_kind: str = "chain"
+    """Toy world: "chain" (arithmetic chains) or "pick" (which two numbers of a list reach a target)."""
+    toy_numbers: int = 5
+    """Pick world: numbers per list."""
     toy_base_seconds: float = 1800.0
     """Toy world: wall-clock safety cap for building the base model if missing (640 steps take ~160 s)."""
 

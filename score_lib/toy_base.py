@@ -37,6 +37,10 @@ class ToyBaseConfig:
     """Operations per problem."""
     ops: str = "+-"
     """Operators of the toy world."""
+    kind: str = "chain"
+    """Toy world: "chain" (arithmetic chains) or "pick" (which two numbers reach a target; tasks.toy_pick)."""
+    n_numbers: int = 5
+    """Pick world: numbers per list."""
     p_copy: float = 0.5
     """Share of corpus second attempts that copy the first attempt verbatim."""
     slip1: float = 0.0
@@ -89,18 +93,32 @@ class ToyBaseConfig:
     """Seed of the corpus and the initial weights."""
 
     def world(self) -> ToyWorld:
-        return ToyWorld(digits=self.digits, n_ops=self.n_ops, ops=self.ops)
+        return ToyWorld(digits=self.digits, n_ops=self.n_ops, ops=self.ops, kind=self.kind, n_numbers=self.n_numbers)
 
     def key(self) -> str:
         fields = asdict(self)
         if not self.p_wrong:  # settings added later are left out while unused: old caches stay valid
             del fields["p_wrong"], fields["p_fix"]
+        if self.kind == "chain":
+            del fields["kind"], fields["n_numbers"]
         if not self.p_check:
             del fields["p_check"], fields["check_slipped"], fields["check_style"]
         if not self.target_acc:
             del fields["target_acc"], fields["check_every"], fields["check_problems"]
         blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
+
+
+# where a world's default base departs from ToyBaseConfig's defaults: the pick world's base has the
+# checking habit (docs/toy_world.md, "The pick world"); the chain world's never had one
+WORLD_BASE_DEFAULTS: dict[str, dict] = {"chain": {}, "pick": {"p_check": 0.5}}
+
+
+def default_base(kind: str = "chain", **fields) -> ToyBaseConfig:
+    """The default base of toy world `kind`, with `fields` overriding."""
+    if kind not in WORLD_BASE_DEFAULTS:
+        raise ValueError(f"toy base: kind must be one of {', '.join(WORLD_BASE_DEFAULTS)}, got {kind!r}")
+    return ToyBaseConfig(**{"kind": kind, **WORLD_BASE_DEFAULTS[kind], **fields})
 
 
 def cache_root() -> Path:
@@ -128,13 +146,13 @@ def check_problems(cfg: ToyBaseConfig) -> list:
     return generate(cfg.world(), "train", cfg.corpus_size + cfg.check_problems, cfg.seed)[cfg.corpus_size:]
 
 
-def sampled_acc_t1(model, tok, problems: list, seed: int) -> float:
+def sampled_acc_t1(model, tok, problems: list, seed: int, world: ToyWorld | None = None) -> float:
     """Share of first attempts that are right, one sample each at temperature 1 (how the toy presets
     evaluate: a greedy base nearly always gives its single most likely answer)."""
     from .rollout import grade, rollout
     from .tasks.toy import ToyTask
 
-    episodes = grade(ToyTask(), rollout(model, tok, problems, [], n=1, temperature=1.0, max_new_tokens=48, seed=seed))
+    episodes = grade(ToyTask(world), rollout(model, tok, problems, [], n=1, temperature=1.0, max_new_tokens=48, seed=seed))
     return sum(e.attempts[0].reward for e in episodes) / len(episodes)
 
 
@@ -187,7 +205,7 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", **({"acc_t1": checks[-1]["acc_t1"]} if checks else {}))
         if held_out and (step + 1) % cfg.check_every == 0:
-            checks.append({"step": step + 1, "acc_t1": sampled_acc_t1(model, tok, held_out, cfg.seed + step)})
+            checks.append({"step": step + 1, "acc_t1": sampled_acc_t1(model, tok, held_out, cfg.seed + step, cfg.world())})
             model.train()
             if checks[-1]["acc_t1"] >= cfg.target_acc:
                 break
@@ -223,4 +241,4 @@ def config_from(overrides: list[str]) -> ToyBaseConfig:
         if key not in types:
             raise ValueError(f"unknown toy-base setting {key!r} (known: {', '.join(types)})")
         values[key] = _coerce(key, types[key], raw)
-    return dataclasses.replace(ToyBaseConfig(), **values)
+    return dataclasses.replace(default_base(values.get("kind", "chain")), **values)

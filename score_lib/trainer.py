@@ -334,10 +334,10 @@ def _resolve_model(cfg: TrainConfig) -> str:
     """'toy-base' becomes the cached base model of this toy world (built on first use)."""
     if cfg.model != "toy-base":
         return cfg.model
-    from .toy_base import ToyBaseConfig, build_toy_base
+    from .toy_base import build_toy_base, default_base
 
-    base = ToyBaseConfig(digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops,
-                         instruction=cfg.instruction, max_seconds=cfg.toy_base_seconds)
+    base = default_base(cfg.toy_kind, digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops,
+                        n_numbers=cfg.toy_numbers, instruction=cfg.instruction, max_seconds=cfg.toy_base_seconds)
     return str(build_toy_base(base))
 
 

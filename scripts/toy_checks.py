@@ -9,7 +9,8 @@ number, ``11-4=7;7+8=15;15-6=9#11``, and a mismatch (``|``) leads to a fresh sol
 two-attempt episodes at temperature 1 (as the toy presets evaluate) and scores every check against
 the truth of the step it judges. A useful check flags wrong steps far more often than right ones;
 equal rates mean it carries no information, and no reweighting (RL) can turn it into noticing a
-mistake (RESULTS.md):
+mistake (RESULTS.md). With --kind pick it scores the pick world's checks instead
+(tasks.toy_pick.pick_checks: ``e=9;13-9=4;b=8x|...``):
 
     python scripts/toy_checks.py --model ~/.cache/score-workbench/toy-base/<key> --limit 256
 """
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 from score_lib.tasks.toy import apply_op, extract_answer
+from score_lib.tasks.toy_pick import pick_checks
 
 STEP_RE = re.compile(r"(\d+)([+\-*])(\d+)=(\d*)(?:([vx])\d*|:(\d*)(?::(\d*))?)")
 
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=4, help="episodes per problem (temperature 1)")
     ap.add_argument("--n-ops", type=int, default=3, help="operations per problem (toy_n_ops)")
     ap.add_argument("--digits", type=int, default=1, help="digits per operand (toy_digits)")
+    ap.add_argument("--kind", choices=("chain", "pick"), default="chain", help="toy world (toy_kind)")
+    ap.add_argument("--numbers", type=int, default=5, help="pick world: numbers per list (toy_numbers)")
     ap.add_argument("--seed", type=int, default=123, help="sampling seed")
     ap.add_argument("--json", metavar="FILE", help="also write the summary here")
     args = ap.parse_args(argv)
@@ -151,16 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     from score_lib.toy_base import TOY_INSTRUCTION
 
     model, tok = load_policy(args.model)
-    task = ToyTask(ToyWorld(digits=args.digits, n_ops=args.n_ops))
+    task = ToyTask(ToyWorld(digits=args.digits, n_ops=args.n_ops, kind=args.kind, n_numbers=args.numbers))
     episodes = grade(task, rollout(model, tok, task.problems("test", args.limit), [TOY_INSTRUCTION],
                                    n=args.samples, temperature=1.0, max_new_tokens=64, seed=args.seed))
     c1, c2 = [e.attempts[0].reward > 0 for e in episodes], [e.attempts[1].reward > 0 for e in episodes]
     both = pair_metrics(c1, c2)
     summary = {k: round(both[k], 3) for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")}
-    summary |= verdict_summary([(a, b, e.attempts[1].text) for a, b, e in zip(c1, c2, episodes)])
-    summary |= recheck_tries([e.attempts[1].text for e in episodes])
-    summary |= reverse_checks([(e.problem.meta["start"], e.problem.meta["steps"], e.attempts[0].text, a, b,
-                                e.attempts[1].text) for a, b, e in zip(c1, c2, episodes)])
+    if args.kind == "pick":
+        summary |= pick_checks([(e.attempts[0].text, e.attempts[1].text, a, b) for a, b, e in zip(c1, c2, episodes)],
+                               [(e.problem.meta["numbers"], e.problem.meta["target"]) for e in episodes])
+    else:
+        summary |= verdict_summary([(a, b, e.attempts[1].text) for a, b, e in zip(c1, c2, episodes)])
+        summary |= recheck_tries([e.attempts[1].text for e in episodes])
+        summary |= reverse_checks([(e.problem.meta["start"], e.problem.meta["steps"], e.attempts[0].text, a, b,
+                                    e.attempts[1].text) for a, b, e in zip(c1, c2, episodes)])
     print(json.dumps(summary, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")

@@ -293,7 +293,7 @@ def test_base_build_stops_at_the_first_check_that_reaches_the_target(cache_dir, 
     curve = iter([0.1, 0.3, 0.5, 0.7, 0.9])
     seen = []
 
-    def fake_acc(model, tok, problems, seed):
+    def fake_acc(model, tok, problems, seed, world=None):
         seen.append(len(problems))
         return next(curve)
 

@@ -12,7 +12,8 @@ def make_task(cfg) -> Task:
     """The task named by cfg.task, sized by the config's knobs."""
     data_dir = getattr(cfg, "data_dir", "") or None
     if cfg.task == "toy":
-        world = ToyWorld(digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops)
+        world = ToyWorld(digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops, kind=cfg.toy_kind,
+                         n_numbers=cfg.toy_numbers)
         # one fixed problem set for every run seed, so runs are compared on the same test problems
         return ToyTask(world, seed=0, n_test=max(cfg.eval_problems, 2000))
     if cfg.task in ("gsm8k", "math", "math500"):

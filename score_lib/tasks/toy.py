@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from . import toy_pick
 from .base import Problem
 
 ANSWER_RE = re.compile(r"#\s*(-?\d+)")
@@ -40,8 +41,18 @@ class ToyWorld:
     """Operators to draw from; '*' is allowed (then the prompt brackets the chain)."""
     test_share: int = 5
     """One problem in `test_share` (by hash of its text) belongs to the test split."""
+    kind: str = "chain"
+    """"chain" (arithmetic chains, this module) or "pick" (which two numbers of a list reach a
+    target: tasks.toy_pick, a world whose check is easier than its solution)."""
+    n_numbers: int = 5
+    """Pick world: numbers per list (n_ops and ops are chain-world knobs)."""
 
     def __post_init__(self):
+        if self.kind not in ("chain", "pick"):
+            raise ValueError(f"toy world: kind must be 'chain' or 'pick', got {self.kind!r}")
+        if self.kind == "pick" and not 3 <= self.n_numbers <= min(12, 10**self.digits - 1):
+            raise ValueError(f"toy world: n_numbers must be 3..{min(12, 10**self.digits - 1)} for "
+                             f"{self.digits}-digit numbers, got {self.n_numbers}")
         if not 1 <= self.digits <= 4:
             raise ValueError(f"toy world: digits must be 1..4, got {self.digits}")
         if not 1 <= self.n_ops <= 12:
@@ -209,10 +220,15 @@ def generate(world: ToyWorld, split: str, n: int, seed: int) -> list[Problem]:
         if tries > 50 * n + 1000:
             raise ValueError(f"toy world {world}: cannot find {n} distinct {split} problems; "
                              "raise digits or n_ops, or ask for fewer")
-        start, steps = draw_chain(world, rng)
-        text = render_prompt(start, steps)
+        if world.kind == "pick":
+            numbers, target = toy_pick.draw_pick(world, rng)
+            text = toy_pick.pick_prompt(numbers, target)
+        else:
+            start, steps = draw_chain(world, rng)
+            text = render_prompt(start, steps)
         if text not in seen and split_of(text, world.test_share) == split:
-            seen[text] = make_problem(world, start, steps)
+            seen[text] = (toy_pick.make_pick_problem(numbers, target) if world.kind == "pick"
+                          else make_problem(world, start, steps))
     return list(seen.values())
 
 
@@ -241,10 +257,10 @@ class ToyTask:
         return probs if limit is None else probs[:limit]
 
     def extract_answer(self, response: str) -> str | None:
-        return extract_answer(response)
+        return toy_pick.extract_pick(response) if self.world.kind == "pick" else extract_answer(response)
 
     def grade(self, response: str, problem: Problem) -> float:
-        return float(extract_answer(response) == problem.answer)
+        return float(self.extract_answer(response) == problem.answer)
 
 
 class Conversation(NamedTuple):
@@ -273,29 +289,42 @@ def base_corpus(world: ToyWorld, n: int, seed: int, p_copy: float = 0.5, slip1: 
     only) and is right otherwise: a verification habit the base has but seldom uses. `check_style`
     "recheck" writes recheck_solution instead (each step redone, with `slip2`, and disagreements
     settled by a third try), "reverse" reverse_check_solution (the answer worked backwards to the start).
+    The pick world has the same recipe in its own attempts (tasks.toy_pick.corpus_attempts).
     """
-    if check_style not in ("verdict", "recheck", "reverse"):
-        raise ValueError(f"toy corpus: check_style must be 'verdict', 'recheck' or 'reverse', got {check_style!r}")
-    if p_check and check_style == "reverse" and set(world.ops) - set("+-"):
-        raise ValueError(f"toy corpus: check_style 'reverse' needs ops of + and - only, got {world.ops!r}")
-    rng = random.Random(f"toy-corpus-{seed}")
+    if world.kind == "pick":  # one check style there: the pick tested against the prompt (tasks.toy_pick)
+        if p_check and check_style != "verdict":
+            raise ValueError(f"toy corpus: the pick world checks with 'verdict' only, got {check_style!r}")
+        rng = random.Random(f"toy-pick-corpus-{seed}")
+        mistake, check, habit = toy_pick.corpus_attempts(rng, p_copy, slip2)
+    else:
+        if check_style not in ("verdict", "recheck", "reverse"):
+            raise ValueError(f"toy corpus: check_style must be 'verdict', 'recheck' or 'reverse', got {check_style!r}")
+        if p_check and check_style == "reverse" and set(world.ops) - set("+-"):
+            raise ValueError(f"toy corpus: check_style 'reverse' needs ops of + and - only, got {world.ops!r}")
+        rng = random.Random(f"toy-corpus-{seed}")
+
+        def mistake(p):
+            return render_solution(p.meta["start"], p.meta["steps"], 1.0, rng, one_slip=True)[0]
+
+        def check(p, a1):
+            start, steps = p.meta["start"], p.meta["steps"]
+            return (checked_solution(start, steps, a1) if check_style == "verdict"
+                    else recheck_solution(start, steps, a1, slip2, rng) if check_style == "recheck"
+                    else reverse_check_solution(start, steps, a1))
+
+        def habit(p):
+            a1, _ = render_solution(p.meta["start"], p.meta["steps"], slip1, rng)
+            return a1, a1 if rng.random() < p_copy else render_solution(p.meta["start"], p.meta["steps"], slip2, rng)[0]
+
     out = []
     for p in generate(world, "train", n, seed):
-        start, steps = p.meta["start"], p.meta["steps"]
         if p_check and rng.random() < p_check:
             slipped = rng.random() < check_slipped
-            a1 = render_solution(start, steps, 1.0, rng, one_slip=True)[0] if slipped else p.solution
-            a2 = (checked_solution(start, steps, a1) if check_style == "verdict"
-                  else recheck_solution(start, steps, a1, slip2, rng) if check_style == "recheck"
-                  else reverse_check_solution(start, steps, a1))
-            out.append(Conversation(p.prompt, a1, a2, first_in_loss=not slipped))
-            continue
-        if p_wrong and rng.random() < p_wrong:
-            a1 = render_solution(start, steps, 1.0, rng, one_slip=True)[0]
-            a2 = p.solution if rng.random() < p_fix else a1
-            out.append(Conversation(p.prompt, a1, a2, first_in_loss=False))
-            continue
-        a1, _ = render_solution(start, steps, slip1, rng)
-        a2 = a1 if rng.random() < p_copy else render_solution(start, steps, slip2, rng)[0]
-        out.append(Conversation(p.prompt, a1, a2))
+            a1 = mistake(p) if slipped else p.solution
+            out.append(Conversation(p.prompt, a1, check(p, a1), first_in_loss=not slipped))
+        elif p_wrong and rng.random() < p_wrong:
+            a1 = mistake(p)
+            out.append(Conversation(p.prompt, a1, p.solution if rng.random() < p_fix else a1, first_in_loss=False))
+        else:
+            out.append(Conversation(p.prompt, *habit(p)))
     return out
