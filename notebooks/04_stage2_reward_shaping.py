@@ -31,6 +31,13 @@
 # $\alpha$ grows, the advantage mass of attempt 2 moves onto the two transitions that *change*
 # correctness (i->c and c->i), and the trained model breaks fewer right answers (c->i falls) so Delta
 # rises.
+#
+# **The world.** This notebook trains on the *pick* world (`docs/toy_world.md`, "The pick world"):
+# which two lettered digits reach a target, `a3 b8 c5 d1 e9?13` -> `13-3=10;13-8=5#b+c`. Its base
+# sometimes checks its first pick against the prompt (`c=5;13-5=8;b=8v`) and that check tells right
+# picks from wrong ones. The bonus can only reinforce a correction the model is able to make: on the
+# chain world, whose bases flag right and wrong steps equally often, alpha = 10 did not beat alpha = 0
+# (RESULTS.md). The pick base is built on first use (about 12 minutes on 2 cores, then cached).
 
 # %% tags=["parameters"]
 import os
@@ -43,10 +50,12 @@ import nbcommon
 nbcommon.check_mode(MODE)
 ALPHAS = (0.0, 1.0, 10.0)
 if MODE == "smoke":
-    BUDGET = dict(nbcommon.SMOKE_RUN)
-else:  # three SCoRe runs (Stage I 20 steps, then Stage II 40), 8 problems x 4 samples, eval 256 x 4
-    BUDGET = {"steps": 60, "stage1_steps": 20, "batch_prompts": 8, "samples_per_prompt": 4, "eval_every": 0,
-              "eval_problems": 256, "checkpoint_every": 0, "trace_every": 2}
+    BUDGET = {**nbcommon.SMOKE_RUN, "toy_kind": "pick"}
+else:  # the ablation's budget on the pick world (score ablate --preset toy-pick): Stage I 20 steps, then
+    # Stage II 40, 8 problems x 4 samples, eval 256 x 4 at temperature 1; about 3 minutes a run
+    from score_lib.ablate import WORLDS
+
+    BUDGET = {**WORLDS["toy-pick"], "trace_every": 2}
 BUDGET
 
 # %% [markdown]
@@ -78,7 +87,7 @@ figures.fig_shaping(ALPHAS).show()
 # them too.
 
 # %%
-BASE = nbcommon.toy_base(MODE)
+BASE = nbcommon.toy_base(MODE, "pick")
 RUNS = nbcommon.runs_dir("04_stage2_reward_shaping", MODE)
 final = {a: nbcommon.train(RUNS / f"alpha-{a:g}", "toy-score", model=BASE, alpha=a, **BUDGET) for a in ALPHAS}
 table = pd.DataFrame([derive.compare_row(f"alpha={a:g}", m, percent=False) for a, m in final.items()])

@@ -39,11 +39,12 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def toy_base(mode: str) -> str:
-    """Folder of the toy base model for this mode, built on first use and cached (score_lib.toy_base)."""
-    from score_lib.toy_base import ToyBaseConfig, build_toy_base
+def toy_base(mode: str, kind: str = "chain") -> str:
+    """Folder of the toy base model of world `kind` ("chain" or "pick") for this mode, built on first
+    use and cached (score_lib.toy_base)."""
+    from score_lib.toy_base import build_toy_base, default_base
 
-    cfg = ToyBaseConfig(**SMOKE_BASE) if check_mode(mode) == "smoke" else ToyBaseConfig()
+    cfg = default_base(kind, **SMOKE_BASE) if check_mode(mode) == "smoke" else default_base(kind)
     return str(build_toy_base(cfg, progress=mode == "full"))
 
 

@@ -14,6 +14,9 @@ attempt is the habit the paper's base models show: half the time a copy of the f
 a hurried re-solve that slips more often than the first attempt did. A model trained on it changes
 its answer often, fixes few mistakes and breaks more correct answers than it fixes (Delta < 0);
 see docs/toy_world.md.
+
+``ToyWorld(kind="pick")`` is a second world with the same interface (tasks.toy_pick): which two
+lettered digits reach a target, a world whose check is easier than its solution.
 """
 from __future__ import annotations
 
