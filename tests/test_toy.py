@@ -208,6 +208,22 @@ def test_verdicts_are_scored_against_the_steps_they_judge():
     assert tries["redo_repeats_wrong_copy"] == 0.5 and (tries["third_tries"], tries["third_right"]) == (2, 1.0)
 
 
+def test_pick_checks_are_scored_against_the_first_pick():
+    script, _ = _verdicts_script()
+    rows = [("#b+c", "c=5;13-5=8;b=8v#b+c", True, True),                     # right, kept
+            ("#b+c", "c=5;13-5=8;b=8x|13-3=10;13-8=6#a+e", True, False),     # right, a false alarm that broke it
+            ("#b+e", "e=9;13-9=4;b=8x|13-3=10;13-8=5#b+c", False, True),     # wrong, caught and fixed
+            ("#b+e", "e=9;13-9=8;b=8v#b+e", False, False),                   # wrong, a slipped subtraction hid it
+            ("#a+e", "d=1;13-1=12;a=4x|13-3=10;13-1=9#d+e", False, False),   # another pick than the first, a wrong look-up
+            ("13-3=10;13-8=5#a+e", "13-3=10#a+e", False, False)]             # not checked
+    s = script.pick_checks(rows, [([3, 8, 5, 1, 9], 13)] * 6)
+    assert (s["pick_checked"], s["pick_checked_share"]) == (5, round(5 / 6, 3))
+    assert s["checked_pick_is_first"] == 0.8 and s["lookups_right"] == 0.8 and s["subtraction_right"] == 0.8
+    assert (s["p_flag_given_right_a1"], s["p_flag_given_wrong_a1"]) == (0.5, round(2 / 3, 3))
+    assert s["mark_matches_own_numbers"] == 0.8  # only the false alarm disagrees with the numbers it wrote
+    assert (s["checked_fix"], s["checked_break"]) == (round(1 / 3, 3), 0.5)
+
+
 def test_verdicts_script_runs_on_a_built_base(cache_dir, tmp_path):
     import json
     import subprocess

@@ -29,7 +29,6 @@ from .base import Problem
 
 LETTERS = "abcdefghijkl"
 PAIR_RE = re.compile(r"#\s*([a-l])\s*\+\s*([a-l])")
-CHECK_RE = re.compile(r"([a-l])=(\d*);(\d+)-(\d+)=(-?\d*);([a-l])=(\d*)([vx])")
 
 
 def pairs_to(numbers: list[int], target: int) -> list[tuple[int, int]]:
@@ -56,6 +55,12 @@ def pick_prompt(numbers: list[int], target: int) -> str:
 def canonical(l1: str, l2: str) -> str:
     """The order-free form of a pick, letters in alphabetical order: c+b and b+c are the same answer."""
     return "+".join(sorted((l1, l2)))
+
+
+def number_of(numbers: list[int], letter: str) -> int | None:
+    """The number the letter names, or None for a letter past the end of the list."""
+    i = LETTERS.index(letter)
+    return numbers[i] if i < len(numbers) else None
 
 
 def name(numbers: list[int], x: int, y: int) -> str:
@@ -108,10 +113,12 @@ def checked_pick(numbers: list[int], target: int, first: str) -> str:
     and the scan again. ``c=5;13-5=8;b=8v#b+c``, ``e=9;13-9=4;b=8x|13-3=10;13-8=5#b+c``. A first
     attempt with no pick (or a letter past the list, or one letter twice) gets the scan straight away."""
     found = PAIR_RE.findall(first)
-    if not found or found[-1][0] == found[-1][1] or max(LETTERS.index(c) for c in found[-1]) >= len(numbers):
+    if not found or found[-1][0] == found[-1][1]:
         return scan(numbers, target)
     l1, l2 = found[-1]
-    v1, v2 = numbers[LETTERS.index(l1)], numbers[LETTERS.index(l2)]
+    v1, v2 = number_of(numbers, l1), number_of(numbers, l2)
+    if v1 is None or v2 is None:
+        return scan(numbers, target)
     check = f"{l2}={v2};{target}-{v2}={target - v2};{l1}={v1}"
     if target - v2 == v1:
         return check + f"v#{l1}+{l2}"
@@ -134,43 +141,3 @@ def corpus_attempts(rng: random.Random, p_copy: float, slip2: float):
         return p.solution, p.solution if rng.random() < p_copy else again
 
     return mistake, check, habit
-
-
-def pick_checks(rows: list[tuple[str, str, bool, bool]], problems: list[tuple[list[int], int]]) -> dict:
-    """How well checked second attempts judge attempt 1. rows: (attempt 1, attempt 2, attempt 1 right,
-    attempt 2 right) per episode; problems: each episode's (numbers, target). A check counts when
-    attempt 2 opens with checked_pick's ``c=5;13-5=8;b=8`` and a mark. Reports the checked share,
-    whether the checked pick is attempt 1's, how often both look-ups and the subtraction are right,
-    P('x' | attempt 1 right) vs P('x' | attempt 1 wrong), whether the mark agrees with the model's
-    own numbers (v exactly when its difference equals its look-up), and fixes / breaks among checked
-    episodes."""
-    def rate(h, t):
-        return round(h / t, 3) if t else None
-
-    def number(numbers, letter):
-        i = LETTERS.index(letter)
-        return numbers[i] if i < len(numbers) else None
-
-    checked = same_pick = looked_up = subtracted = agrees = fixed = broke = 0
-    flag = {True: 0, False: 0}
-    seen = {True: 0, False: 0}
-    for (y1, y2, c1, c2), (numbers, target) in zip(rows, problems):
-        m = CHECK_RE.match(y2)
-        if not m:
-            continue
-        checked += 1
-        l2, w2, t, s, diff, l1, w1, mark = m.groups()
-        same_pick += extract_pick(y1) == canonical(l1, l2)
-        looked_up += w2 == str(number(numbers, l2)) and w1 == str(number(numbers, l1))
-        subtracted += diff == str(int(t) - int(s))
-        agrees += (mark == "v") == (diff == w1)
-        seen[c1] += 1
-        flag[c1] += mark == "x"
-        fixed += (not c1) and c2
-        broke += c1 and not c2
-    return {"pick_checked": checked, "pick_checked_share": rate(checked, len(rows)),
-            "checked_pick_is_first": rate(same_pick, checked), "lookups_right": rate(looked_up, checked),
-            "subtraction_right": rate(subtracted, checked),
-            "p_flag_given_right_a1": rate(flag[True], seen[True]), "p_flag_given_wrong_a1": rate(flag[False], seen[False]),
-            "mark_matches_own_numbers": rate(agrees, checked),
-            "checked_fix": rate(fixed, seen[False]), "checked_break": rate(broke, seen[True])}
