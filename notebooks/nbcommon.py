@@ -39,12 +39,13 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def toy_base(mode: str, kind: str = "chain") -> str:
-    """Folder of the toy base model of world `kind` ("chain" or "pick") for this mode, built on first
-    use and cached (score_lib.toy_base)."""
+def toy_base(mode: str, kind: str = "chain", **fields) -> str:
+    """Folder of the toy base model of world `kind` ("chain" or "pick") for this mode, with `fields`
+    (ToyBaseConfig settings) overriding the world's defaults; built on first use and cached
+    (score_lib.toy_base). Smoke mode shrinks it whatever the fields say."""
     from score_lib.toy_base import build_toy_base, default_base
 
-    cfg = default_base(kind, **SMOKE_BASE) if check_mode(mode) == "smoke" else default_base(kind)
+    cfg = default_base(kind, **{**fields, **SMOKE_BASE}) if check_mode(mode) == "smoke" else default_base(kind, **fields)
     return str(build_toy_base(cfg, progress=mode == "full"))
 
 

@@ -109,9 +109,15 @@ class ToyBaseConfig:
         return hashlib.sha1(blob).hexdigest()[:10]
 
 
-# where a world's default base departs from ToyBaseConfig's defaults: the pick world's base has the
-# checking habit (docs/toy_world.md, "The pick world"); the chain world's never had one
-WORLD_BASE_DEFAULTS: dict[str, dict] = {"chain": {}, "pick": {"p_check": 0.5}}
+# where a world's default base departs from ToyBaseConfig's defaults. The pick world's base checks in
+# some second attempts and re-scans carelessly in the others (Delta < 0 with a check that works), and
+# trains a fixed number of steps: its scan is learned before its look-up, so stopping at the accuracy
+# target can stop before the check exists (docs/toy_world.md, "The pick world"). The chain world's
+# base never had a check.
+WORLD_BASE_DEFAULTS: dict[str, dict] = {
+    "chain": {},
+    "pick": {"p_check": 0.35, "slip2": 0.5, "p_copy": 0.3, "target_acc": 0.0},
+}
 
 
 def default_base(kind: str = "chain", **fields) -> ToyBaseConfig:

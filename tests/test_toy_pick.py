@@ -127,7 +127,7 @@ def test_a_pick_base_builds_and_its_checks_are_scored(cache_dir, tmp_path):
     from score_lib.toy_base import build_toy_base, default_base
 
     base = build_toy_base(default_base("pick", p_check=0.5, corpus_size=200, batch_size=8, max_steps=3,
-                                       check_every=2, check_problems=16), progress=False)
+                                       target_acc=0.45, check_every=2, check_problems=16), progress=False)
     meta = json.loads((base / "toy_base.json").read_text())
     assert meta["config"]["kind"] == "pick" and len(meta["checks"]) == 1  # checked on pick problems
     script = Path(__file__).resolve().parents[1] / "scripts" / "toy_checks.py"
