@@ -85,17 +85,42 @@ def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
     return settings
 
 
-def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str]) -> list[str]:
-    args = [sys.executable, "-m", "score_lib.cli", "train", "--preset", "toy-score", "--quiet", "--out", str(out / f"{key}-s{seed}"),
+def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str], state: str = "new") -> list[str]:
+    run = out / f"{key}-s{seed}"
+    if state == "resume":  # an interrupted run continues from its last checkpoint (or its start)
+        return [sys.executable, "-m", "score_lib.cli", "train", "--resume", str(run), "--quiet",
+                "--json", str(out / f"{key}-s{seed}.json")]
+    args = [sys.executable, "-m", "score_lib.cli", "train", "--preset", "toy-score", "--quiet", "--out", str(run),
             "--json", str(out / f"{key}-s{seed}.json")]
     for k, v in job_settings(world, key, seed, extra).items():
         args += ["--set", f"{k}={v}"]
     return args
 
 
+def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> str:
+    """"new", "done" (finished, its --json written) or "resume" for one run of an ablation in `out`,
+    so that rerunning an interrupted ablation redoes only what is missing. A folder that holds a run
+    with other settings raises, naming the first that differs: one table never mixes two budgets."""
+    from .config import as_dict, build_config
+    from .runs import read_config, read_status
+
+    run = out / f"{key}-s{seed}"
+    if not (run / "config.json").exists():
+        return "new"
+    settings = job_settings(world, key, seed, extra)
+    want = json.loads(json.dumps(as_dict(build_config("toy-score", {k: str(v) for k, v in settings.items()}))))
+    have = read_config(run)
+    for name, value in want.items():
+        if have.get(name) != value:
+            raise ValueError(f"ablate: {run} holds a run with {name}={have.get(name)!r}, but this ablation "
+                             f"sets {name}={value!r}; pass another --out")
+    done = read_status(run).get("state") == "finished" and (out / f"{key}-s{seed}.json").exists()
+    return "done" if done else "resume"
+
+
 def _run_job(args: list[str], log: Path, threads: int) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with open(log, "w") as f:
+    with open(log, "a") as f:  # appended: a resumed run keeps the log of its first try
         return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
 
 
@@ -122,13 +147,14 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     _resolve_model(base_cfg)
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = [(m, s) for s in range(seeds) for m in methods]
+    states = {(m, s): job_state(world, m, s, out, extra) for s in range(seeds) for m in methods}
+    jobs = [job for job, state in states.items() if state != "done"]
     start = time.time()
     failed = []
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(jobs), desc=f"ablate {world}",
-                                                    disable=not progress) as bar:
-        futures = {pool.submit(_run_job, _job_args(world, m, s, out, extra), out / f"{m}-s{s}.log", threads):
-                   (m, s) for m, s in jobs}
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),
+                                                    desc=f"ablate {world}", disable=not progress) as bar:
+        futures = {pool.submit(_run_job, _job_args(world, m, s, out, extra, states[m, s]), out / f"{m}-s{s}.log",
+                               threads): (m, s) for m, s in jobs}
         for fut in futures:
             m, s = futures[fut]
             if fut.result() != 0:
@@ -139,6 +165,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
         raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(failed)}")
     results = aggregate(out, methods, seeds)
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
+                        "runs_kept": len(states) - len(jobs),
                         "runs": str(out), "eval": _eval_protocol(out, methods[0])}
     return results
 
@@ -174,7 +201,9 @@ def markdown(results: dict) -> str:
     """The paper-style table: mean ± std over seeds, with the paper's numbers beside ours."""
     meta = results.get("_meta", {})
     lines = [f"World `{meta.get('world')}`, {meta.get('seeds')} seeds, evaluation: {meta.get('eval')}; "
-             f"wall time {meta.get('wall_seconds')} s. Values are fractions of all test episodes; "
+             f"wall time {meta.get('wall_seconds')} s"
+             + (f" ({meta['runs_kept']} finished runs kept from an earlier invocation)" if meta.get("runs_kept") else "")
+             + ". Values are fractions of all test episodes; "
              "SE is the sampling standard error of Delta over the pooled seeds.", "",
              "| method | Acc@t1 | Acc@t2 | Delta (SE) | i->c | c->i | answer changed | y2 unchanged | paper t1 / t2 / Delta |",
              "|---|---|---|---|---|---|---|---|---|"]

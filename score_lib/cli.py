@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per method")
     p.add_argument("--methods", help="comma-separated subset (default: all)")
     _add_settings(p)
-    p.add_argument("--out", help="folder for the run directories (default runs/ablate-<world>-<time>)")
+    p.add_argument("--out", help="folder for the run directories (default runs/ablate-<world>-<time>); the same "
+                                 "--out again keeps its finished runs and resumes interrupted ones")
     p.add_argument("--workers", type=int, help="runs in parallel (default: min(2, cores))")
     p.add_argument("--json", metavar="FILE", help="write {method: {metric: {mean, std, per_seed}}} here")
     p.add_argument("--md", metavar="FILE", help="write the markdown table here")

@@ -140,6 +140,24 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     assert cfgs["st-rl"]["samples_per_prompt"] == 2 * cfgs["star-stage2"]["samples_per_prompt"]
 
 
+def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base, tmp_path):
+    args = ["ablate", "--methods", "base", "--seeds", "2", *_sets(*TINY), "--out", str(tmp_path / "abl"),
+            "--json", str(tmp_path / "abl.json"), "--md", str(tmp_path / "abl.md")]
+    score(*args)
+    first = json.loads((tmp_path / "abl.json").read_text())
+    stamps = {s: (tmp_path / "abl" / f"base-s{s}" / "metrics.jsonl").stat().st_mtime_ns for s in (0, 1)}
+    (tmp_path / "abl" / "base-s1.json").unlink()  # seed 1 "interrupted" before its final report
+    score(*args)
+    again = json.loads((tmp_path / "abl.json").read_text())
+    assert again["_meta"]["runs_kept"] == 1 and "1 finished runs kept" in (tmp_path / "abl.md").read_text()
+    assert (tmp_path / "abl" / "base-s0" / "metrics.jsonl").stat().st_mtime_ns == stamps[0]  # not rerun
+    assert (tmp_path / "abl" / "base-s1" / "metrics.jsonl").stat().st_mtime_ns != stamps[1]  # rerun
+    assert again["base"] == first["base"]  # the same numbers: a resumed run replays its seed
+    # another budget in the same folder is refused before anything runs, naming the run and the setting
+    out = score(*args[:-6], "--set", "eval_problems=5", *args[-6:], check=False)
+    assert out.returncode != 0 and "base-s0" in out.stderr and "eval_problems" in out.stderr
+
+
 def test_ablation_budget_counts_responses():
     from score_lib.ablate import ABLATIONS, job_settings
 
