@@ -45,8 +45,8 @@ def toy_base(mode: str, kind: str = "chain", **fields) -> str:
     (score_lib.toy_base). Smoke mode shrinks it whatever the fields say."""
     from score_lib.toy_base import build_toy_base, default_base
 
-    cfg = default_base(kind, **{**fields, **SMOKE_BASE}) if check_mode(mode) == "smoke" else default_base(kind, **fields)
-    return str(build_toy_base(cfg, progress=mode == "full"))
+    sizes = SMOKE_BASE if check_mode(mode) == "smoke" else {}
+    return str(build_toy_base(default_base(kind, **{**fields, **sizes}), progress=mode == "full"))
 
 
 def runs_dir(name: str, mode: str) -> Path:

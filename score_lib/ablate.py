@@ -87,11 +87,10 @@ def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
 
 def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str], state: str = "new") -> list[str]:
     run = out / f"{key}-s{seed}"
+    train = [sys.executable, "-m", "score_lib.cli", "train", "--quiet", "--json", str(out / f"{key}-s{seed}.json")]
     if state == "resume":  # an interrupted run continues from its last checkpoint (or its start)
-        return [sys.executable, "-m", "score_lib.cli", "train", "--resume", str(run), "--quiet",
-                "--json", str(out / f"{key}-s{seed}.json")]
-    args = [sys.executable, "-m", "score_lib.cli", "train", "--preset", "toy-score", "--quiet", "--out", str(run),
-            "--json", str(out / f"{key}-s{seed}.json")]
+        return train + ["--resume", str(run)]
+    args = train + ["--preset", "toy-score", "--out", str(run)]
     for k, v in job_settings(world, key, seed, extra).items():
         args += ["--set", f"{k}={v}"]
     return args
