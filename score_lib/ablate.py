@@ -100,7 +100,7 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
     """"new", "done" (finished, its --json written) or "resume" for one run of an ablation in `out`,
     so that rerunning an interrupted ablation redoes only what is missing. A folder that holds a run
     with other settings raises, naming the first that differs: one table never mixes two budgets."""
-    from .config import as_dict, build_config
+    from .config import TrainConfig, as_dict, build_config
     from .runs import read_config, read_status
 
     run = out / f"{key}-s{seed}"
@@ -108,7 +108,8 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
         return "new"
     settings = job_settings(world, key, seed, extra)
     want = json.loads(json.dumps(as_dict(build_config("toy-score", {k: str(v) for k, v in settings.items()}))))
-    have = read_config(run)
+    # a setting newer than the run is missing from its config.json: the run behaved as its default does
+    have = {**json.loads(json.dumps(as_dict(TrainConfig()))), **read_config(run)}
     for name, value in want.items():
         if have.get(name) != value:
             raise ValueError(f"ablate: {run} holds a run with {name}={have.get(name)!r}, but this ablation "
@@ -123,6 +124,17 @@ def _run_job(args: list[str], log: Path, threads: int) -> int:
         return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
 
 
+def checked_request(world: str, methods: list[str] | None) -> list[str]:
+    """The methods to run (default: all), after refusing an unknown world preset or method by name."""
+    if world not in WORLDS:
+        raise ValueError(f"ablate: unknown world preset {world!r} (one of {', '.join(WORLDS)})")
+    methods = methods or list(ABLATIONS)
+    bad = [m for m in methods if m not in ABLATIONS]
+    if bad:
+        raise ValueError(f"ablate: unknown method(s) {', '.join(bad)} (known: {', '.join(ABLATIONS)})")
+    return methods
+
+
 def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, methods: list[str] | None = None,
                  extra: list[str] | None = None, workers: int | None = None, progress: bool = True) -> dict:
     """Train and evaluate every method for every seed; returns the aggregated results."""
@@ -131,12 +143,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     from .config import build_config
     from .trainer import _resolve_model
 
-    if world not in WORLDS:
-        raise ValueError(f"ablate: unknown world preset {world!r} (one of {', '.join(WORLDS)})")
-    methods = methods or list(ABLATIONS)
-    bad = [m for m in methods if m not in ABLATIONS]
-    if bad:
-        raise ValueError(f"ablate: unknown method(s) {', '.join(bad)} (known: {', '.join(ABLATIONS)})")
+    methods = checked_request(world, methods)
     extra = extra or []
     out = Path(out or f"runs/ablate-{world}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -165,12 +172,13 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     results = aggregate(out, methods, seeds)
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
                         "runs_kept": len(states) - len(jobs),
-                        "runs": str(out), "eval": _eval_protocol(out, methods[0])}
+                        "runs": str(out),
+                        "eval": eval_protocol(json.loads((out / f"{methods[0]}-s0" / "config.json").read_text()))}
     return results
 
 
-def _eval_protocol(out: Path, key: str) -> str:
-    cfg = json.loads((out / f"{key}-s0" / "config.json").read_text())
+def eval_protocol(cfg: dict) -> str:
+    """How a run (its config.json dict) evaluates, in words for the table's heading."""
     if cfg["eval_greedy"]:
         return f"greedy, {cfg['eval_problems']} test problems"
     return (f"{cfg['eval_samples']} samples per problem at temperature {cfg['eval_temperature']}, "

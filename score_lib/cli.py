@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="runs in parallel (default: min(2, cores))")
     p.add_argument("--json", metavar="FILE", help="write {method: {metric: {mean, std, per_seed}}} here")
     p.add_argument("--md", metavar="FILE", help="write the markdown table here")
+    p.add_argument("--reevaluate", metavar="KEY=VALUE", action="append",
+                   help="instead of training: evaluate the finished ablation in --out again with this evaluation "
+                        "setting (eval_greedy, eval_problems, eval_samples, eval_temperature, eval_batch; "
+                        "repeatable), e.g. --reevaluate eval_greedy=true")
 
     p = sub.add_parser("runs", help="list the runs in the run store")
     p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
@@ -223,9 +227,17 @@ def cmd_ablate(args) -> int:
         if "=" not in o:
             raise ConfigError(f"override {o!r}: expected key=value")
     build_config(None, args.overrides)  # refuse a bad key or value before any run starts
+    methods = args.methods.split(",") if args.methods else None
     try:
-        results = run_ablation(args.preset, args.seeds, Path(args.out) if args.out else None,
-                               args.methods.split(",") if args.methods else None, args.overrides, args.workers)
+        if args.reevaluate:
+            from .reevaluate import reevaluate
+
+            if not args.out:
+                raise ValueError("ablate --reevaluate: name the finished ablation's folder with --out")
+            results = reevaluate(args.preset, Path(args.out), methods, args.seeds, args.overrides, args.reevaluate)
+        else:
+            results = run_ablation(args.preset, args.seeds, Path(args.out) if args.out else None, methods,
+                                   args.overrides, args.workers)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     table = markdown(results)

@@ -158,6 +158,37 @@ def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base,
     assert out.returncode != 0 and "base-s0" in out.stderr and "eval_problems" in out.stderr
 
 
+def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(tiny_base, tmp_path):
+    args = ["ablate", "--methods", "base,st-rl", "--seeds", "2", *_sets(*TINY), "--out", str(tmp_path / "abl")]
+    score(*args, "--json", str(tmp_path / "abl.json"))
+    trained = json.loads((tmp_path / "abl.json").read_text())
+    # the runs' own protocol again (eval_samples=1 is TINY's): evaluation is seeded, so the same numbers
+    same = score(*args, "--reevaluate", "eval_samples=1", "--json", str(tmp_path / "same.json"))
+    again = json.loads((tmp_path / "same.json").read_text())
+    for key in ("base", "st-rl"):
+        for metric in ("acc_t1", "acc_t2", "delta", "delta_c2i", "answer_change_rate"):
+            assert again[key][metric]["per_seed"] == trained[key][metric]["per_seed"], (key, metric)
+    assert "evaluated again" in same.stdout
+    # another protocol: 3 samples per problem on 4 problems, written to its own folder
+    score(*args, "--reevaluate", "eval_samples=3", "--reevaluate", "eval_problems=4", "--json", str(tmp_path / "s3.json"))
+    folder = tmp_path / "abl" / "reeval-eval_problems-4-eval_samples-3"
+    assert sorted(p.name for p in folder.glob("*.json")) == ["base-s0.json", "base-s1.json", "st-rl-s0.json",
+                                                              "st-rl-s1.json"]
+    row = json.loads((folder / "st-rl-s0.json").read_text())
+    assert row["n_problems"] == 12 and row["model"].endswith("step-00000002/model")  # the final checkpoint
+    assert json.loads((folder / "base-s0.json").read_text())["n_problems"] == 12
+    # a second invocation keeps what is there (an interrupted re-evaluation continues)
+    stamp = (folder / "st-rl-s0.json").stat().st_mtime_ns
+    score(*args, "--reevaluate", "eval_problems=4", "--reevaluate", "eval_samples=3")
+    assert (folder / "st-rl-s0.json").stat().st_mtime_ns == stamp
+    # only the protocol may change, and only a finished ablation is evaluated again; each refusal names why
+    out = score(*args, "--reevaluate", "toy_n_ops=4", check=False)
+    assert out.returncode == 2 and "toy_n_ops" in out.stderr
+    out = score("ablate", "--methods", "base,mt-rl", "--seeds", "2", *_sets(*TINY), "--out", str(tmp_path / "abl"),
+                "--reevaluate", "eval_samples=1", check=False)
+    assert out.returncode == 2 and "mt-rl-s0" in out.stderr and "not a finished run" in out.stderr
+
+
 def test_ablation_budget_counts_responses():
     from score_lib.ablate import ABLATIONS, job_settings
 
