@@ -6,7 +6,7 @@ is answered without retraining: every run's last complete checkpoint (the base m
 that train nothing) is evaluated again with the run's own settings plus the given eval_* overrides.
 Results go to `<ablation>/reeval-<overrides>/<method>-s<seed>.json`, one file per run, written
 atomically; a file already there is kept, so an interrupted re-evaluation continues where it stopped.
-With no overrides the numbers are the run's own (evaluation is seeded), which the tests check.
+Given the runs' own protocol the numbers are the runs' own (evaluation is seeded), which the tests check.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ EVAL_KEYS = ("eval_greedy", "eval_problems", "eval_samples", "eval_temperature",
 
 def reeval_dir(out: Path, overrides: list[str]) -> Path:
     """The folder of one protocol's results, named by its overrides (sorted, so order does not matter)."""
-    tag = ",".join(sorted(overrides)) or "same"
+    tag = ",".join(sorted(overrides))
     return Path(out) / ("reeval-" + re.sub(r"[^A-Za-z0-9._-]+", "-", tag))
 
 
