@@ -71,7 +71,7 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
     from .evaluate import evaluate, json_row
     from .policy import load_policy
     from .runs import atomic_write_json
-    from .tasks import make_task
+    from .tasks import make_eval_task
 
     start = time.time()
     methods = checked_request(world, methods)
@@ -84,22 +84,21 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
                              f"first (the same `score ablate` command without --reevaluate)")
     dest = reeval_dir(out, overrides)
     dest.mkdir(exist_ok=True)
-    cfg = None
     for m, s in tqdm(runs, desc=f"reevaluate {dest.name}", disable=not progress):
         target = dest / f"{m}-s{s}.json"
-        run = out / f"{m}-s{s}"
-        cfg = run_config(run, parsed)
         if target.exists():
             continue
+        run = out / f"{m}-s{s}"
+        cfg = run_config(run, parsed)
         path = run_model(run, cfg)
         model, tok = load_policy(path)
-        task = make_task(dataclasses.replace(cfg, task=cfg.eval_task) if cfg.eval_task else cfg)  # as the trainer
-        metrics, _ = evaluate(model, tok, task, cfg, seed=cfg.seed)
+        metrics, _ = evaluate(model, tok, make_eval_task(cfg), cfg, seed=cfg.seed)
         atomic_write_json(target, {**json_row(metrics), "model": path, "run": str(run), "overrides": parsed})
     results = aggregate(dest, methods, seeds)
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "runs": str(out), "reevaluated": overrides,
                         "results": str(dest),
-                        "eval": eval_protocol(as_dict(cfg)) + " (the runs' final models evaluated again)",
+                        "eval": eval_protocol(as_dict(run_config(out / f"{methods[0]}-s0", parsed)))
+                        + " (the runs' final models evaluated again)",
                         "wall_seconds": round(time.time() - start, 1)}
     return results
 

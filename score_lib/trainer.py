@@ -14,7 +14,6 @@ and only the main process writes the run store.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import random
@@ -36,7 +35,7 @@ from .metrics import pair_metrics
 from .policy import Reference, add_lora, load_policy
 from .rollout import continue_episodes, grade, rollout
 from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
-from .tasks import make_task
+from .tasks import make_eval_task, make_task
 
 
 def stage_of(cfg: TrainConfig, step: int) -> str:
@@ -85,7 +84,7 @@ class Trainer:
 
     def _setup(self, cfg: TrainConfig, resume: bool):
         self.task = make_task(cfg)
-        self.eval_task = make_task(dataclasses.replace(cfg, task=cfg.eval_task)) if cfg.eval_task else self.task
+        self.eval_task = make_eval_task(cfg, self.task)
         torch.manual_seed(cfg.seed)
         with self.accelerator.local_main_process_first():  # one process per machine builds or fetches the model
             model, self.tok = load_policy(_resolve_model(cfg), dtype=_dtype(cfg))

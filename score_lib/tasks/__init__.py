@@ -31,4 +31,14 @@ def make_task(cfg) -> Task:
     raise ValueError(f"setting 'task': unknown task {cfg.task!r} (one of {', '.join(TASKS)})")
 
 
-__all__ = ["Problem", "Task", "ToyTask", "ToyWorld", "make_task", "TASKS", "CODE_TASKS"]
+def make_eval_task(cfg, task: Task | None = None) -> Task:
+    """The task a run is evaluated on: cfg.eval_task if set, else its training task (`task` when the
+    caller already made it)."""
+    if cfg.eval_task:
+        import dataclasses
+
+        return make_task(dataclasses.replace(cfg, task=cfg.eval_task))
+    return task or make_task(cfg)
+
+
+__all__ = ["Problem", "Task", "ToyTask", "ToyWorld", "make_task", "make_eval_task", "TASKS", "CODE_TASKS"]
