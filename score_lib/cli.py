@@ -124,8 +124,11 @@ def cmd_toy_base(args) -> int:
     if meta.get("checks"):
         last = meta["checks"][-1]
         verdict = "reached" if meta["reached_target"] else "did NOT reach"
-        print(f"sampled Acc@t1 on held-out problems {last['acc_t1']:.3f} at step {last['step']}: "
-              f"{verdict} the target {cfg.target_acc}")
+        flags = (f", checks flag wrong / right first attempts {last['flag_wrong']} / {last['flag_right']}"
+                 if "flag_wrong" in last else "")
+        target = f"Acc@t1 {cfg.target_acc}" + (f" and a flag gap of {cfg.target_flag_gap}" if cfg.target_flag_gap else "")
+        print(f"sampled Acc@t1 on held-out problems {last['acc_t1']:.3f} at step {last['step']}{flags}: "
+              f"{verdict} the target ({target})")
     return 0
 
 

@@ -5,6 +5,8 @@ that is often right, and a second attempt that either copies the first or re-sol
 Training is plain next-token cross-entropy on the assistant turns (the prompt and the instruction
 are context), until the model's sampled first-attempt accuracy on held-out problems reaches a target
 (so every seed gives a base of the same capability), within a step cap and a wall-clock safety cap.
+In the pick world the stopping rule can also ask for a check that works (target_flag_gap): a base
+defined by what it can solve and by what it can see of its own mistakes.
 """
 from __future__ import annotations
 
@@ -83,14 +85,23 @@ class ToyBaseConfig:
     """Stop at the first check whose sampled Acc@t1 on held-out problems reaches this (0: run all
     max_steps). At a constant learning rate the accuracy at a fixed step swings with the seed (and
     even the thread count) from 0.18 to 0.76; the target defines the base by its capability instead."""
+    target_flag_gap: float = 0.0
+    """Pick world: also require, at the same check, that the base's checked second attempts flag a
+    wrong first attempt at least this much more often than a right one (P(x | wrong) - P(x | right),
+    tasks.toy_pick.check_summary). A fixed step count decides where a build lands (docs/toy_world.md);
+    this defines the base by its accuracy and its check together. 0: accuracy alone."""
     check_every: int = 20
-    """Optimiser steps between two accuracy checks (with target_acc > 0)."""
+    """Optimiser steps between two held-out checks (with target_acc or target_flag_gap > 0)."""
     check_problems: int = 512
     """Held-out training-split problems (never in the corpus) each check samples once at temperature 1."""
     max_seconds: float = 1800.0
     """Wall-clock safety cap only (a busy machine is slower, not different); tests use a few seconds."""
     seed: int = 0
     """Seed of the corpus and the initial weights."""
+
+    def __post_init__(self):
+        if self.target_flag_gap and self.kind != "pick":
+            raise ValueError(f"toy base: target_flag_gap scores the pick world's checks; kind is {self.kind!r}")
 
     def world(self) -> ToyWorld:
         return ToyWorld(digits=self.digits, n_ops=self.n_ops, ops=self.ops, kind=self.kind, n_numbers=self.n_numbers)
@@ -103,8 +114,10 @@ class ToyBaseConfig:
             del fields["kind"], fields["n_numbers"]
         if not self.p_check:
             del fields["p_check"], fields["check_slipped"], fields["check_style"]
-        if not self.target_acc:
-            del fields["target_acc"], fields["check_every"], fields["check_problems"]
+        if not self.target_flag_gap:
+            del fields["target_flag_gap"]
+            if not self.target_acc:
+                del fields["target_acc"], fields["check_every"], fields["check_problems"]
         blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
 
@@ -162,6 +175,38 @@ def sampled_acc_t1(model, tok, problems: list, seed: int, world: ToyWorld | None
     return sum(e.attempts[0].reward for e in episodes) / len(episodes)
 
 
+def held_out_check(model, tok, problems: list, seed: int, cfg: ToyBaseConfig) -> dict:
+    """One point of the build's learning curve: sampled Acc@t1 and, with target_flag_gap, what the
+    base's pick checks say about its own first attempts (two-attempt episodes at temperature 1, as the
+    toy-pick preset samples them)."""
+    if not cfg.target_flag_gap:
+        return {"acc_t1": sampled_acc_t1(model, tok, problems, seed, cfg.world())}
+    from .rollout import grade, rollout
+    from .tasks.toy import ToyTask
+    from .tasks.toy_pick import check_summary
+
+    episodes = grade(ToyTask(cfg.world()), rollout(model, tok, problems, [cfg.instruction], n=1, temperature=1.0,
+                                                   max_new_tokens=64, seed=seed))
+    right = [e.attempts[0].reward > 0 for e in episodes]
+    s = check_summary([(e.attempts[0].text, e.attempts[1].text, r, e.attempts[1].reward > 0)
+                       for r, e in zip(right, episodes)],
+                      [(e.problem.meta["numbers"], e.problem.meta["target"]) for e in episodes])
+    return {"acc_t1": sum(right) / len(right), "checked_share": s["pick_checked_share"],
+            "flag_right": s["p_flag_given_right_a1"], "flag_wrong": s["p_flag_given_wrong_a1"]}
+
+
+def reached_target(point: dict, cfg: ToyBaseConfig) -> bool:
+    """Whether a learning-curve point meets the build's stopping rule (accuracy, and the check's flag gap
+    when one is asked for; a check never written, or never on a right or a wrong attempt, has no gap)."""
+    if point["acc_t1"] < cfg.target_acc:
+        return False
+    if not cfg.target_flag_gap:
+        return True
+    if point["flag_right"] is None or point["flag_wrong"] is None:
+        return False
+    return point["flag_wrong"] - point["flag_right"] >= cfg.target_flag_gap
+
+
 def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progress: bool = True) -> Path:
     """Train the toy base model unless a cached copy exists; return its folder."""
     from tqdm import tqdm
@@ -191,8 +236,8 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
             return cfg.lr
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.max_steps - warmup)))
 
-    held_out = check_problems(cfg) if cfg.target_acc else []
-    checks = []  # {step, acc_t1} on held_out: the learning curve, kept in toy_base.json
+    held_out = check_problems(cfg) if cfg.target_acc or cfg.target_flag_gap else []
+    checks = []  # {step, acc_t1[, flag rates]} on held_out: the learning curve, kept in toy_base.json
     model.train()
     start, losses = time.time(), []
     bar = tqdm(range(cfg.max_steps), desc="toy-base", disable=not progress)
@@ -209,11 +254,11 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}", **({"acc_t1": checks[-1]["acc_t1"]} if checks else {}))
+        bar.set_postfix(loss=f"{loss.item():.3f}", **{k: v for k, v in (checks[-1] if checks else {}).items() if k != "step"})
         if held_out and (step + 1) % cfg.check_every == 0:
-            checks.append({"step": step + 1, "acc_t1": sampled_acc_t1(model, tok, held_out, cfg.seed + step, cfg.world())})
+            checks.append({"step": step + 1, **held_out_check(model, tok, held_out, cfg.seed + step, cfg)})
             model.train()
-            if checks[-1]["acc_t1"] >= cfg.target_acc:
+            if reached_target(checks[-1], cfg):
                 break
         if time.time() - start > cfg.max_seconds:
             break
@@ -223,7 +268,7 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     meta = {"config": asdict(cfg), "steps": step + 1, "seconds": round(time.time() - start, 1),
             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
             "parameters": sum(p.numel() for p in model.parameters()), "checks": checks,
-            "reached_target": bool(checks) and checks[-1]["acc_t1"] >= cfg.target_acc}
+            "reached_target": bool(checks) and reached_target(checks[-1], cfg)}
     (tmp / "toy_base.json").write_text(json.dumps(meta, indent=2))
     if out.exists():
         import shutil

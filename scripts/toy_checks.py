@@ -23,10 +23,9 @@ import sys
 from pathlib import Path
 
 from score_lib.tasks.toy import apply_op, extract_answer
-from score_lib.tasks.toy_pick import canonical, extract_pick, number_of
+from score_lib.tasks.toy_pick import check_summary as pick_checks  # noqa: F401  (the pick world's, shared with toy-base builds)
 
 STEP_RE = re.compile(r"(\d+)([+\-*])(\d+)=(\d*)(?:([vx])\d*|:(\d*)(?::(\d*))?)")
-PICK_CHECK_RE = re.compile(r"([a-l])=(\d*);(\d+)-(\d+)=(-?\d*);([a-l])=(\d*)([vx])")
 
 
 def _rate(hits: int, total: int) -> float | None:
@@ -133,38 +132,6 @@ def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
             "p_flag_given_right_a1": _rate(flagged_right, n_right), "p_flag_given_wrong_a1": _rate(flagged_wrong, n_wrong),
             "reverse_fix": _rate(fixed, n_wrong), "reverse_break": _rate(broke, n_right),
             "back_step_right": _rate(back_right, back_steps), "flag_matches_chain": _rate(consistent, checked)}
-
-
-def pick_checks(rows: list[tuple[str, str, bool, bool]], problems: list[tuple[list[int], int]]) -> dict:
-    """The pick world's checks. rows: (attempt 1, attempt 2, attempt 1 right, attempt 2 right) per
-    episode; problems: each episode's (numbers, target). A check counts when attempt 2 opens with
-    checked_pick's ``c=5;13-5=8;b=8`` and a mark. Reports the checked share, whether the checked pick is
-    attempt 1's, how often both look-ups and the subtraction are right, P('x' | attempt 1 right) vs
-    P('x' | attempt 1 wrong), whether the mark agrees with the model's own numbers (v exactly when its
-    difference equals its look-up), and fixes / breaks among checked episodes."""
-    checked = same_pick = looked_up = subtracted = agrees = fixed = broke = 0
-    flag = {True: 0, False: 0}
-    seen = {True: 0, False: 0}
-    for (y1, y2, c1, c2), (numbers, target) in zip(rows, problems):
-        m = PICK_CHECK_RE.match(y2)
-        if not m:
-            continue
-        checked += 1
-        l2, w2, t, s, diff, l1, w1, mark = m.groups()
-        same_pick += extract_pick(y1) == canonical(l1, l2)
-        looked_up += w2 == str(number_of(numbers, l2)) and w1 == str(number_of(numbers, l1))
-        subtracted += diff == str(int(t) - int(s))
-        agrees += (mark == "v") == (diff == w1)
-        seen[c1] += 1
-        flag[c1] += mark == "x"
-        fixed += (not c1) and c2
-        broke += c1 and not c2
-    return {"pick_checked": checked, "pick_checked_share": _rate(checked, len(rows)),
-            "checked_pick_is_first": _rate(same_pick, checked), "lookups_right": _rate(looked_up, checked),
-            "subtraction_right": _rate(subtracted, checked),
-            "p_flag_given_right_a1": _rate(flag[True], seen[True]), "p_flag_given_wrong_a1": _rate(flag[False], seen[False]),
-            "mark_matches_own_numbers": _rate(agrees, checked),
-            "checked_fix": _rate(fixed, seen[False]), "checked_break": _rate(broke, seen[True])}
 
 
 def main(argv: list[str] | None = None) -> int:

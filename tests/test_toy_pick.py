@@ -139,6 +139,34 @@ def test_a_pick_base_builds_and_its_checks_are_scored(cache_dir, tmp_path):
     assert "pick_checked_share" in summary and "acc_t1" in summary and "steps_right" not in summary
 
 
+def test_a_build_can_stop_on_accuracy_and_a_working_check_together():
+    from score_lib.toy_base import config_from, default_base, reached_target
+
+    cfg = default_base("pick", target_acc=0.6, target_flag_gap=0.4)
+    assert cfg.key() != default_base("pick", target_acc=0.6).key()  # a different base, a different cache
+    assert default_base("pick").key() == default_base("pick", target_flag_gap=0.0).key()
+    point = {"acc_t1": 0.62, "checked_share": 0.3, "flag_right": 0.3, "flag_wrong": 0.75}
+    assert reached_target(point, cfg)
+    assert not reached_target({**point, "acc_t1": 0.58}, cfg)                     # not accurate enough
+    assert not reached_target({**point, "flag_wrong": 0.65}, cfg)                 # gap 0.35 < 0.4
+    assert not reached_target({**point, "flag_right": None}, cfg)                 # never checked a right one
+    assert reached_target({**point, "flag_wrong": 0.1}, default_base("pick", target_acc=0.6))  # accuracy alone
+    with pytest.raises(ValueError, match="target_flag_gap"):
+        config_from(["target_flag_gap=0.3"])  # the chain world has no pick checks
+
+
+def test_a_flag_gap_build_records_the_check_on_its_learning_curve(cache_dir):
+    import json
+
+    from score_lib.toy_base import build_toy_base, default_base
+
+    base = build_toy_base(default_base("pick", corpus_size=200, batch_size=8, max_steps=4, target_acc=0,
+                                       target_flag_gap=0.3, check_every=2, check_problems=8), progress=False)
+    meta = json.loads((base / "toy_base.json").read_text())
+    assert [c["step"] for c in meta["checks"]] == [2, 4] and meta["steps"] == 4 and not meta["reached_target"]
+    assert all({"acc_t1", "checked_share", "flag_right", "flag_wrong"} <= set(c) for c in meta["checks"])
+
+
 def test_the_toy_pick_preset_runs_the_pick_world_without_cutting_second_attempts():
     from score_lib.ablate import job_settings
     from score_lib.config import build_config

@@ -141,3 +141,43 @@ def corpus_attempts(rng: random.Random, p_copy: float, slip2: float):
         return p.solution, p.solution if rng.random() < p_copy else again
 
     return mistake, check, habit
+
+
+CHECK_RE = re.compile(r"([a-l])=(\d*);(\d+)-(\d+)=(-?\d*);([a-l])=(\d*)([vx])")
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return round(hits / total, 3) if total else None
+
+
+def check_summary(rows: list[tuple[str, str, bool, bool]], problems: list[tuple[list[int], int]]) -> dict:
+    """How well a model's checks (checked_pick) judge its own first attempts. rows: (attempt 1, attempt 2,
+    attempt 1 right, attempt 2 right) per episode; problems: each episode's (numbers, target). A check
+    counts when attempt 2 opens with ``c=5;13-5=8;b=8`` and a mark. Reports the checked share, whether the
+    checked pick is attempt 1's, how often both look-ups and the subtraction are right, P('x' | attempt 1
+    right) vs P('x' | attempt 1 wrong) (a check is useful when the second is far above the first), whether
+    the mark agrees with the model's own numbers (v exactly when its difference equals its look-up), and
+    fixes / breaks among checked episodes. Rates over nothing are None."""
+    checked = same_pick = looked_up = subtracted = agrees = fixed = broke = 0
+    flag = {True: 0, False: 0}
+    seen = {True: 0, False: 0}
+    for (y1, y2, c1, c2), (numbers, target) in zip(rows, problems):
+        m = CHECK_RE.match(y2)
+        if not m:
+            continue
+        checked += 1
+        l2, w2, t, s, diff, l1, w1, mark = m.groups()
+        same_pick += extract_pick(y1) == canonical(l1, l2)
+        looked_up += w2 == str(number_of(numbers, l2)) and w1 == str(number_of(numbers, l1))
+        subtracted += diff == str(int(t) - int(s))
+        agrees += (mark == "v") == (diff == w1)
+        seen[c1] += 1
+        flag[c1] += mark == "x"
+        fixed += (not c1) and c2
+        broke += c1 and not c2
+    return {"pick_checked": checked, "pick_checked_share": _rate(checked, len(rows)),
+            "checked_pick_is_first": _rate(same_pick, checked), "lookups_right": _rate(looked_up, checked),
+            "subtraction_right": _rate(subtracted, checked),
+            "p_flag_given_right_a1": _rate(flag[True], seen[True]), "p_flag_given_wrong_a1": _rate(flag[False], seen[False]),
+            "mark_matches_own_numbers": _rate(agrees, checked),
+            "checked_fix": _rate(fixed, seen[False]), "checked_break": _rate(broke, seen[True])}
