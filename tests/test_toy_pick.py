@@ -143,14 +143,18 @@ def test_a_build_can_stop_on_accuracy_and_a_working_check_together():
     from score_lib.toy_base import config_from, default_base, reached_target
 
     cfg = default_base("pick", target_acc=0.6, target_flag_gap=0.4)
-    assert cfg.key() != default_base("pick", target_acc=0.6).key()  # a different base, a different cache
-    assert default_base("pick").key() == default_base("pick", target_flag_gap=0.0).key()
+    assert cfg.key() != default_base("pick", target_acc=0.6, target_flag_gap=0).key()  # another base, another cache
+    assert default_base("pick").target_flag_gap > 0 and default_base("pick").target_acc > 0
+    # a fixed-step base of RESULTS.md (the default until the tenth session, seed 1) keeps its cache key
+    fixed = ["kind=pick", "seed=1", "target_acc=0", "target_flag_gap=0", "max_steps=1600", "max_seconds=1800"]
+    assert config_from(fixed).key() == "a0fb2a9268"
     point = {"acc_t1": 0.62, "checked_share": 0.3, "flag_right": 0.3, "flag_wrong": 0.75}
     assert reached_target(point, cfg)
     assert not reached_target({**point, "acc_t1": 0.58}, cfg)                     # not accurate enough
     assert not reached_target({**point, "flag_wrong": 0.65}, cfg)                 # gap 0.35 < 0.4
     assert not reached_target({**point, "flag_right": None}, cfg)                 # never checked a right one
-    assert reached_target({**point, "flag_wrong": 0.1}, default_base("pick", target_acc=0.6))  # accuracy alone
+    accuracy_alone = default_base("pick", target_acc=0.6, target_flag_gap=0)
+    assert reached_target({**point, "flag_wrong": 0.1}, accuracy_alone)
     with pytest.raises(ValueError, match="target_flag_gap"):
         config_from(["target_flag_gap=0.3"])  # the chain world has no pick checks
 
