@@ -81,7 +81,7 @@ def test_toy_base_command_reports_its_accuracy_checks(cache_dir):
     meta = json.loads((folder / "toy_base.json").read_text())
     assert meta["steps"] == 4 and [c["step"] for c in meta["checks"]] == [2, 4]  # a 4-step model never reaches 0.45
     assert not meta["reached_target"] and all(0 <= c["acc_t1"] <= 1 for c in meta["checks"])
-    assert f"held-out problems {meta['checks'][-1]['acc_t1']:.3f} at step 4: did NOT reach the target 0.45" in out
+    assert f"held-out problems {meta['checks'][-1]['acc_t1']:.3f} at step 4: did NOT reach the target (Acc@t1 0.45)" in out
 
 
 VOLATILE = ("time", "t_generate", "t_score", "t_update")
