@@ -23,13 +23,9 @@ import sys
 from pathlib import Path
 
 from score_lib.tasks.toy import apply_op, extract_answer
-from score_lib.tasks.toy_pick import check_summary as pick_checks  # noqa: F401  (the pick world's, shared with toy-base builds)
+from score_lib.tasks.toy_pick import check_summary as pick_checks, rate  # shared with the toy-base build
 
 STEP_RE = re.compile(r"(\d+)([+\-*])(\d+)=(\d*)(?:([vx])\d*|:(\d*)(?::(\d*))?)")
-
-
-def _rate(hits: int, total: int) -> float | None:
-    return round(hits / total, 3) if total else None
 
 
 def step_verdicts(second: str) -> list[tuple[bool, str]] | None:
@@ -62,13 +58,13 @@ def verdict_summary(pairs: list[tuple[bool, bool, str]]) -> dict:
     right1 = [v for c1, _, v in checked if c1]
     wrong1 = [(c2, v) for c1, c2, v in checked if not c1]
     return {
-        "episodes": len(pairs), "checked": len(checked), "checked_share": _rate(len(checked), len(pairs)),
+        "episodes": len(pairs), "checked": len(checked), "checked_share": rate(len(checked), len(pairs)),
         "steps_right": sum(ok for ok, _ in steps), "steps_wrong": sum(not ok for ok, _ in steps),
-        "p_x_given_right_step": _rate(sum(ok and v == "x" for ok, v in steps), sum(ok for ok, _ in steps)),
-        "p_x_given_wrong_step": _rate(sum(not ok and v == "x" for ok, v in steps), sum(not ok for ok, _ in steps)),
-        "false_alarm": _rate(sum(any(x == "x" for _, x in v) for v in right1), len(right1)),
-        "detection": _rate(sum(any(x == "x" for _, x in v) for _, v in wrong1), len(wrong1)),
-        "fix": _rate(sum(c2 for c2, _ in wrong1), len(wrong1)),
+        "p_x_given_right_step": rate(sum(ok and v == "x" for ok, v in steps), sum(ok for ok, _ in steps)),
+        "p_x_given_wrong_step": rate(sum(not ok and v == "x" for ok, v in steps), sum(not ok for ok, _ in steps)),
+        "false_alarm": rate(sum(any(x == "x" for _, x in v) for v in right1), len(right1)),
+        "detection": rate(sum(any(x == "x" for _, x in v) for _, v in wrong1), len(wrong1)),
+        "fix": rate(sum(c2 for c2, _ in wrong1), len(wrong1)),
     }
 
 
@@ -92,9 +88,9 @@ def recheck_tries(seconds: list[str]) -> dict:
                 third_right += third == value
                 if third != written:
                     break
-    return {"rechecked_steps": steps, "redo_right": _rate(redo_right, steps),
-            "redo_repeats_wrong_copy": _rate(repeated, wrong_copies), "third_tries": thirds,
-            "third_right": _rate(third_right, thirds)}
+    return {"rechecked_steps": steps, "redo_right": rate(redo_right, steps),
+            "redo_repeats_wrong_copy": rate(repeated, wrong_copies), "third_tries": thirds,
+            "third_right": rate(third_right, thirds)}
 
 
 def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
@@ -128,10 +124,10 @@ def reverse_checks(rows: list[tuple[int, list, str, bool, bool, str]]) -> dict:
             n_wrong += 1
             flagged_wrong += flag
             fixed += c2
-    return {"reverse_checked": checked, "reverse_checked_share": _rate(checked, len(rows)),
-            "p_flag_given_right_a1": _rate(flagged_right, n_right), "p_flag_given_wrong_a1": _rate(flagged_wrong, n_wrong),
-            "reverse_fix": _rate(fixed, n_wrong), "reverse_break": _rate(broke, n_right),
-            "back_step_right": _rate(back_right, back_steps), "flag_matches_chain": _rate(consistent, checked)}
+    return {"reverse_checked": checked, "reverse_checked_share": rate(checked, len(rows)),
+            "p_flag_given_right_a1": rate(flagged_right, n_right), "p_flag_given_wrong_a1": rate(flagged_wrong, n_wrong),
+            "reverse_fix": rate(fixed, n_wrong), "reverse_break": rate(broke, n_right),
+            "back_step_right": rate(back_right, back_steps), "flag_matches_chain": rate(consistent, checked)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,7 +146,8 @@ def corpus_attempts(rng: random.Random, p_copy: float, slip2: float):
 CHECK_RE = re.compile(r"([a-l])=(\d*);(\d+)-(\d+)=(-?\d*);([a-l])=(\d*)([vx])")
 
 
-def _rate(hits: int, total: int) -> float | None:
+def rate(hits: int, total: int) -> float | None:
+    """hits / total to three places, None over nothing (the diagnostics' rates)."""
     return round(hits / total, 3) if total else None
 
 
@@ -175,9 +176,9 @@ def check_summary(rows: list[tuple[str, str, bool, bool]], problems: list[tuple[
         flag[c1] += mark == "x"
         fixed += (not c1) and c2
         broke += c1 and not c2
-    return {"pick_checked": checked, "pick_checked_share": _rate(checked, len(rows)),
-            "checked_pick_is_first": _rate(same_pick, checked), "lookups_right": _rate(looked_up, checked),
-            "subtraction_right": _rate(subtracted, checked),
-            "p_flag_given_right_a1": _rate(flag[True], seen[True]), "p_flag_given_wrong_a1": _rate(flag[False], seen[False]),
-            "mark_matches_own_numbers": _rate(agrees, checked),
-            "checked_fix": _rate(fixed, seen[False]), "checked_break": _rate(broke, seen[True])}
+    return {"pick_checked": checked, "pick_checked_share": rate(checked, len(rows)),
+            "checked_pick_is_first": rate(same_pick, checked), "lookups_right": rate(looked_up, checked),
+            "subtraction_right": rate(subtracted, checked),
+            "p_flag_given_right_a1": rate(flag[True], seen[True]), "p_flag_given_wrong_a1": rate(flag[False], seen[False]),
+            "mark_matches_own_numbers": rate(agrees, checked),
+            "checked_fix": rate(fixed, seen[False]), "checked_break": rate(broke, seen[True])}
