@@ -11,10 +11,15 @@ What is measured, and why:
        reuse_kv=True vs False (same tokens, checked), and the second-attempt prefill alone: feeding
        the instruction glue to a `_Stream` that already holds prompt + attempt 1, vs building a fresh
        `_Stream` over prompt + attempt 1 + glue. Attempt 1 comes from a real greedy first attempt.
+  d.   Running rows apart: a sampled 2-attempt rollout (temperature 1, max_new_tokens 64, as the
+       toy-pick ablation samples) with the rows still running split off into their own stream once
+       half the batch stopped (rollout.COMPACT_SHARE 0.5) vs every row decoded to the end (0.0), at
+       the ablation's training batch (8 problems x 4) and evaluation batch (64 x 4), on the pick
+       world's default base when cached (else the chain base or a fresh model). Same tokens, checked.
 
 Each measurement: one warm-up run, then `repeats` runs (the two contenders interleaved), median.
-Numbers are merged into benchmarks/results.json under rollout_toy, rollout_smollm2, kv_reuse_toy and
-kv_reuse_smollm2 (not with --quick, a smoke test).
+Numbers are merged into benchmarks/results.json under rollout_toy, rollout_smollm2, kv_reuse_toy,
+kv_reuse_smollm2 and rows_apart_pick (not with --quick, a smoke test).
 Usage: python benchmarks/rollout_speed.py [--quick] [--skip-smollm]
 """
 from __future__ import annotations
@@ -36,7 +41,7 @@ from score_lib.episodes import glue_ids, prompt_ids
 from score_lib.policy import load_policy, toy_model, toy_tokenizer
 from score_lib.rollout import _decode_attempt, _Stream, rollout, stop_ids
 from score_lib.tasks.base import Problem
-from score_lib.tasks.toy import ToyTask
+from score_lib.tasks.toy import ToyTask, ToyWorld
 from score_lib.toy_base import TOY_INSTRUCTION, ToyBaseConfig, build_toy_base, cache_root, toy_base_path
 
 QUESTIONS = [
@@ -140,6 +145,45 @@ def kv_reuse(model, tok, problems, instruction: str, repeats: int, max_new: int 
     return res
 
 
+@torch.no_grad()
+def rows_apart(model, tok, problems, repeats: int, n: int = 4, max_new: int = 64) -> dict:
+    import score_lib.rollout as rollout_mod
+
+    res = {"batch": f"{8 * n} and {64 * n} rows", "by_rows": {}, "max_new_tokens": max_new, "samples_per_problem": n}
+    for size in (8, 64):
+        probs = problems[:size]
+
+        def sample(share):
+            def run():
+                rollout_mod.COMPACT_SHARE = share
+                try:
+                    return rollout(model, tok, probs, [TOY_INSTRUCTION], n=n, temperature=1.0,
+                                   max_new_tokens=max_new, seed=11)
+                finally:
+                    rollout_mod.COMPACT_SHARE = 0.5
+            return run
+
+        runs = interleaved({"apart": sample(0.5), "whole": sample(0.0)}, repeats)
+        toks = lambda eps: [[a.ids for a in e.attempts] for e in eps]  # noqa: E731
+        lengths = [len(a.ids) for e in runs["whole"][0][1] for a in e.attempts]
+        res["by_rows"][size * n] = {
+            "apart_s": round(MED(t for t, _ in runs["apart"]), 3), "whole_s": round(MED(t for t, _ in runs["whole"]), 3),
+            "speedup": round(MED(t for t, _ in runs["whole"]) / MED(t for t, _ in runs["apart"]), 2),
+            "same_tokens": all(toks(a) == toks(runs["whole"][0][1]) for _, a in runs["apart"]),
+            "attempt_mean_len": round(sum(lengths) / len(lengths), 1), "attempt_max_len": max(lengths)}
+    return res
+
+
+def pick_policy():
+    from score_lib.toy_base import default_base
+
+    cfg = default_base("pick")
+    if (toy_base_path(cfg) / "toy_base.json").exists():
+        model, tok = load_policy(str(toy_base_path(cfg)))
+        return model.eval(), tok, f"pick world default base {cfg.key()} (cached)"
+    return toy_policy()
+
+
 def toy_policy():
     if (toy_base_path() / "toy_base.json").exists():
         model, tok = load_policy(str(build_toy_base(ToyBaseConfig(), progress=False)))
@@ -172,7 +216,13 @@ def smollm_gguf() -> Path | None:
 def show(name: str, res: dict):
     print(f"\n## {name}  ({res['model']}, batch {res['batch']}, max_new_tokens {res['max_new_tokens']}; "
           f"other processes busy: {res['other_procs_cores']} cores)")
-    if "ours" in res:
+    if "apart" in name:
+        print("| batch (rows) | apart (s) | whole (s) | speed-up | same tokens | attempt mean / max tokens |\n"
+              "|---|---|---|---|---|---|")
+        for b, r in res["by_rows"].items():
+            print(f"| {b} | {r['apart_s']} | {r['whole_s']} | {r['speedup']}x | {r['same_tokens']} | "
+                  f"{r['attempt_mean_len']} / {r['attempt_max_len']} |")
+    elif "ours" in res:
         print("| sampler | tokens/s | s per batch | tokens |\n|---|---|---|---|")
         for k in ("ours", "generate"):
             print(f"| {k} | {res[k]['tok_per_s']} | {res[k]['seconds']} | {res[k]['tokens']} |")
@@ -213,6 +263,9 @@ def main():
     reps = 1 if args.quick else 3
     measured(out, "rollout_toy", label, common, vs_generate, model, tok, probs, reps)
     measured(out, "kv_reuse_toy", label, common, kv_reuse, model, tok, probs, TOY_INSTRUCTION, reps)
+    model, tok, label = pick_policy()
+    pick = ToyTask(ToyWorld(kind="pick")).problems("test", 64)
+    measured(out, "rows_apart_pick", label, common, rows_apart, model, tok, pick, reps)
     if not (args.quick or args.skip_smollm):
         path = smollm_gguf()
         if path is None:

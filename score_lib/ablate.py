@@ -135,6 +135,13 @@ def checked_request(world: str, methods: list[str] | None) -> list[str]:
     return methods
 
 
+def jobs_to_run(states: dict[tuple[str, int], str]) -> list[tuple[str, int]]:
+    """The (method, seed) runs not done yet, training runs first: the evaluation-only ones (a fraction of
+    a training run's time) fill in the end, so neither worker idles long while the other finishes."""
+    return sorted((job for job, state in states.items() if state != "done"),
+                  key=lambda job: ABLATIONS[job[0]][1].get("steps") == 0)
+
+
 def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, methods: list[str] | None = None,
                  extra: list[str] | None = None, workers: int | None = None, progress: bool = True) -> dict:
     """Train and evaluate every method for every seed; returns the aggregated results."""
@@ -154,7 +161,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     states = {(m, s): job_state(world, m, s, out, extra) for s in range(seeds) for m in methods}
-    jobs = [job for job, state in states.items() if state != "done"]
+    jobs = jobs_to_run(states)
     start = time.time()
     failed = []
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),

@@ -6,6 +6,13 @@ the gap is invisible to the model. The next attempt's glue (end of turn, instruc
 header) is then appended to every row and prefilled on top of the cache, so the context of attempt
 2 is never encoded twice. `reuse_kv=False` re-encodes the whole context instead (the baseline the
 benchmark compares against); both give the same tokens.
+
+Sampled attempts vary in length: at temperature 1 a few rows of a batch ramble to max_new_tokens
+while most stop at a third of it, and every decode step costs the whole batch. Once at most half
+of the rows still run, they continue in a smaller stream of their own (`_Stream.rows`), merged back
+when the attempt ends (`_Stream.merge`); the finished rows' gap is the same masked padding. Tokens
+are still drawn from the whole batch's logits, so the random stream, and every sampled token, is the
+one the full batch would give.
 """
 from __future__ import annotations
 
@@ -56,12 +63,33 @@ class _BufferedLayer(DynamicLayer):
         self.keys, self.values = self._k[..., :n + t, :], self._v[..., :n + t, :]
         return self.keys, self.values
 
+    def rows(self, index: torch.Tensor) -> "_BufferedLayer":
+        """A copy holding only the batch rows `index`."""
+        sub = _BufferedLayer()
+        sub.lazy_initialization(self.keys, self.values)
+        sub._k, sub._v, sub._n = self._k[index], self._v[index], self._n
+        sub.keys, sub.values = sub._k[..., :sub._n, :], sub._v[..., :sub._n, :]
+        return sub
+
+    def merge(self, sub: "_BufferedLayer", index: torch.Tensor, start: int):
+        """Append what `sub` (rows `index` of this layer, split off at length `start`) added since;
+        the other rows get zeros, which their attention mask hides (zeros, not empty memory: a masked
+        NaN would still poison the attention's weighted sum)."""
+        k_new, v_new = sub.keys[..., start:, :], sub.values[..., start:, :]
+        k = k_new.new_zeros(self.keys.shape[0], *k_new.shape[1:])
+        v = v_new.new_zeros(self.values.shape[0], *v_new.shape[1:])
+        k[index], v[index] = k_new, v_new
+        self.update(k, v)
+
 
 class _BufferedCache(DynamicCache):
     """DynamicCache whose layers are _BufferedLayer (same keys and values, no per-token copy)."""
 
-    def __init__(self):
-        Cache.__init__(self, layer_class_to_replicate=_BufferedLayer)
+    def __init__(self, layers: list[_BufferedLayer] | None = None):
+        if layers is None:
+            Cache.__init__(self, layer_class_to_replicate=_BufferedLayer)
+        else:
+            Cache.__init__(self, layers=layers)
 
 
 def cache_kwarg(model) -> str:
@@ -109,6 +137,27 @@ class _Stream:
         self.logits = out.logits[:, -1].float()
         return self.logits
 
+    def rows(self, index: torch.Tensor) -> "_Stream":
+        """A stream of the batch rows `index` alone (a copy), to decode the rows still running."""
+        sub = object.__new__(_Stream)
+        sub.model, sub.pad_id, sub.device, sub.cache_name = self.model, self.pad_id, self.device, self.cache_name
+        sub.past = _BufferedCache([layer.rows(index) for layer in self.past.layers])
+        sub.mask, sub.pos, sub.logits = self.mask[index], self.pos[index], self.logits[index]
+        return sub
+
+    def merge(self, sub: "_Stream", index: torch.Tensor):
+        """Take back what the rows `index`, split off into `sub`, decoded since; the other rows get a
+        masked gap of the same length."""
+        start = self.mask.shape[1]
+        for layer, sub_layer in zip(self.past.layers, sub.past.layers):
+            layer.merge(sub_layer, index, start)
+        gap = self.mask.new_zeros(self.mask.shape[0], sub.mask.shape[1] - start)
+        gap[index] = sub.mask[:, start:]
+        self.mask = torch.cat([self.mask, gap], dim=1)
+        self.pos[index] = sub.pos
+        self.logits = self.logits.clone()
+        self.logits[index] = sub.logits
+
 
 def make_attempt(tokenizer, ids: list[int], logprobs: list[float], stops, graded: bool = True) -> Attempt:
     """An attempt from its sampled ids (the stop token included when it stopped by itself): the one place
@@ -127,6 +176,10 @@ def _sample(logits: torch.Tensor, temperature: float, greedy: bool, gen: torch.G
     return tok, logp.gather(1, tok[:, None]).squeeze(1)
 
 
+# once at most this share of a stream's rows still runs, they decode on in a stream of their own
+COMPACT_SHARE = 0.5
+
+
 def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, temperature: float,
                     greedy: bool, gen, feed_last: bool):
     """Sample one attempt for every row; returns per-row ids and logprobs."""
@@ -135,8 +188,10 @@ def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, tempe
     lps = [[] for _ in range(B)]
     active = torch.ones(B, dtype=torch.bool, device=stream.device)
     stop_t = torch.tensor(sorted(stops), device=stream.device)
+    logits = stream.logits.clone()  # the whole batch's next-token logits; a finished row's are stale, unused
+    live, live_rows, splits = stream, torch.arange(B, device=stream.device), []
     for t in range(max_new_tokens):
-        tok, lp = _sample(stream.logits, temperature, greedy, gen)
+        tok, lp = _sample(logits, temperature, greedy, gen)
         tok = torch.where(active, tok, torch.full_like(tok, stream.pad_id))
         tok_l, lp_l = tok.tolist(), lp.tolist()  # one device->host copy per step, not one per row
         for i, on in enumerate(active.tolist()):
@@ -147,9 +202,20 @@ def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, tempe
         active &= ~torch.isin(tok, stop_t)
         last = not bool(active.any()) or t == max_new_tokens - 1
         if feed_last or not last:  # the stop token must enter the cache before the next attempt's glue
-            stream.feed(tok[:, None], was_active.long()[:, None])
+            running = was_active[live_rows]  # rows that still feed a token (a stop token included)
+            n_run = int(running.sum())
+            if 4 <= len(live_rows) and n_run <= COMPACT_SHARE * len(live_rows):
+                keep = running.nonzero().squeeze(1)
+                splits.append((live, keep))
+                live, live_rows = live.rows(keep), live_rows[keep]
+            live.feed(tok[live_rows][:, None], was_active[live_rows].long()[:, None])
+            logits[live_rows] = live.logits
         if last:
             break
+    while splits:  # fold the split-off streams back into the one they came from
+        parent, keep = splits.pop()
+        parent.merge(live, keep)
+        live = parent
     return ids, lps
 
 

@@ -189,6 +189,16 @@ def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(
     assert out.returncode == 2 and "mt-rl-s0" in out.stderr and "not a finished run" in out.stderr
 
 
+def test_ablation_runs_training_jobs_before_evaluation_only_ones():
+    from score_lib.ablate import jobs_to_run
+
+    states = {(m, s): "new" for s in range(2) for m in ("base", "star", "self-refine", "score")}
+    states["star", 0] = "done"
+    states["score", 1] = "resume"
+    assert jobs_to_run(states) == [("score", 0), ("star", 1), ("score", 1),
+                                   ("base", 0), ("self-refine", 0), ("base", 1), ("self-refine", 1)]
+
+
 def test_ablation_budget_counts_responses():
     from score_lib.ablate import ABLATIONS, job_settings
 

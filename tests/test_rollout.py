@@ -54,6 +54,33 @@ def test_sampled_logprobs_match_teacher_forcing(setup):
             torch.testing.assert_close(lp[i][idx[i] == j], torch.tensor(att.logprobs), atol=1e-4, rtol=0)
 
 
+def test_decoding_the_running_rows_apart_samples_the_same_tokens(setup, monkeypatch):
+    """Rows that keep running after most of the batch stopped decode in a stream of their own, merged back
+    after the attempt: the episodes (three attempts, so a merged cache is decoded on) are the ones the
+    whole batch gives, token for token, at temperature 1 from the same seed."""
+    import score_lib.rollout as rollout_mod
+
+    model, tok, task = setup
+    probs = task.problems("train", 8)
+    splits = []
+    real_rows = rollout_mod._Stream.rows
+    monkeypatch.setattr(rollout_mod._Stream, "rows", lambda self, index: splits.append(len(index))
+                        or real_rows(self, index))
+    monkeypatch.setattr(rollout_mod, "COMPACT_SHARE", 0.9)  # split as soon as a tenth of the rows stopped
+    apart = rollout(model, tok, probs, INSTR * 2, n=4, temperature=1.0, max_new_tokens=24, seed=5)
+    assert len(splits) >= 6  # splits of splits, in more than one attempt
+    monkeypatch.setattr(rollout_mod, "COMPACT_SHARE", 0.0)  # never split: every row decodes to the end
+    n_splits = len(splits)
+    whole = rollout(model, tok, probs, INSTR * 2, n=4, temperature=1.0, max_new_tokens=24, seed=5)
+    assert len(splits) == n_splits
+    for ea, eb in zip(apart, whole):
+        for x, y in zip(ea.attempts, eb.attempts):
+            assert x.ids == y.ids
+            torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=0)
+    lengths = {len(a.ids) for e in whole for a in e.attempts}
+    assert min(lengths) < 12 and max(lengths) == 24  # short and truncated rows in the same batch
+
+
 def test_seeded_sampling_is_reproducible_and_truncation_recorded(setup):
     model, tok, task = setup
     probs = task.problems("train", 4)
