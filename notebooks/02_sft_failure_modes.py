@@ -50,10 +50,10 @@ BASE = nbcommon.toy_base(MODE)
 METHODS = ["base", "star", "star-plus", "pair-sft", "pair-sft-plus"]
 if MODE == "smoke":  # two of the methods (each run is a process), tiny budgets
     METHODS, SETTINGS = ["base", "pair-sft-plus"], dict(nbcommon.SMOKE_RUN)
-else:  # the ablation budget (score_lib.ablate.WORLDS["toy"]), evaluated on 256 problems to fit 10 minutes
+else:  # the ablation budget (score_lib.ablate.WORLDS["toy-chain"]), evaluated on 256 problems to fit 10 minutes
     SETTINGS = {"eval_problems": 256}
 # one evaluation at the last step switches on Pair-SFT's distribution-shift probe (score_lib.sft.shift_probe)
-SETTINGS["eval_every"] = SETTINGS.get("steps", WORLDS["toy"]["steps"])
+SETTINGS["eval_every"] = SETTINGS.get("steps", WORLDS["toy-chain"]["steps"])
 SETTINGS["model"] = BASE
 SETTINGS
 
@@ -70,7 +70,7 @@ from IPython.display import Markdown, display
 from score_lib.ablate import markdown, run_ablation
 
 RUNS = nbcommon.runs_dir("02_sft_failure_modes", MODE)
-results = run_ablation("toy", seeds=1, out=RUNS, methods=METHODS,
+results = run_ablation("toy-chain", seeds=1, out=RUNS, methods=METHODS,
                        extra=[f"{k}={v}" for k, v in SETTINGS.items()], progress=False)
 display(Markdown(markdown(results)))
 

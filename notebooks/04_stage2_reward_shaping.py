@@ -60,11 +60,11 @@ nbcommon.check_mode(MODE)
 ALPHAS = (0.0, 1.0, 10.0)
 if MODE == "smoke":
     BUDGET = {**nbcommon.SMOKE_RUN, "toy_kind": "pick"}
-else:  # the ablation's budget on the pick world (score ablate --preset toy-pick): Stage I 20 steps, then
+else:  # the ablation's budget on the pick world (score ablate --preset toy): Stage I 20 steps, then
     # Stage II 40, 8 problems x 4 samples, eval 256 x 4 at temperature 1; about 3 minutes a run
     from score_lib.ablate import WORLDS
 
-    BUDGET = {**WORLDS["toy-pick"], "trace_every": 2}
+    BUDGET = {**WORLDS["toy"], "trace_every": 2}
 BUDGET
 
 # %% [markdown]

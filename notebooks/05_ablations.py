@@ -65,7 +65,7 @@ from IPython.display import Markdown, display
 from score_lib.ablate import ABLATIONS, PAPER, markdown, run_ablation
 
 RUNS = nbcommon.runs_dir("05_ablations", MODE)
-results = run_ablation("toy", seeds=1, out=RUNS, methods=METHODS,
+results = run_ablation("toy-chain", seeds=1, out=RUNS, methods=METHODS,
                        extra=[f"{k}={v}" for k, v in SETTINGS.items()], progress=False)
 display(Markdown(markdown(results)))
 

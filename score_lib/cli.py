@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
 
     p = sub.add_parser("ablate", help="every method of the paper's tables on one world, several seeds")
-    p.add_argument("--preset", default="toy", help="world preset: toy, toy-hard or toy-pick")
+    p.add_argument("--preset", default="toy", help="world preset: toy (the pick world), toy-hard (6 numbers), "
+                                                   "toy-chain or toy-chain-hard (arithmetic chains)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per method")
     p.add_argument("--methods", help="comma-separated subset (default: all)")
     _add_settings(p)

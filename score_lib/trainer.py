@@ -335,8 +335,9 @@ def _resolve_model(cfg: TrainConfig) -> str:
         return cfg.model
     from .toy_base import build_toy_base, default_base
 
+    cap = {"max_seconds": cfg.toy_base_seconds} if cfg.toy_base_seconds > 0 else {}  # the cap is in the key
     base = default_base(cfg.toy_kind, digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops,
-                        n_numbers=cfg.toy_numbers, instruction=cfg.instruction, max_seconds=cfg.toy_base_seconds)
+                        n_numbers=cfg.toy_numbers, instruction=cfg.instruction, **cap)
     return str(build_toy_base(base))
 
 

@@ -120,8 +120,9 @@ def test_resume_matches_uninterrupted_run(tiny_base, tmp_path, monkeypatch):
 
 
 def test_ablate_aggregates_seeds(tiny_base, tmp_path):
-    out = score("ablate", "--methods", "base,st-rl,star-stage2", "--seeds", "2", *_sets(*TINY),
-                "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"), "--md", str(tmp_path / "abl.md"))
+    out = score("ablate", "--preset", "toy-chain", "--methods", "base,st-rl,star-stage2", "--seeds", "2",
+                *_sets(*TINY), "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"),
+                "--md", str(tmp_path / "abl.md"))
     results = json.loads((tmp_path / "abl.json").read_text())
     assert set(results) == {"base", "st-rl", "star-stage2", "_meta"}
     for key in ("base", "st-rl", "star-stage2"):
@@ -141,8 +142,8 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
 
 
 def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base, tmp_path):
-    args = ["ablate", "--methods", "base", "--seeds", "2", *_sets(*TINY), "--out", str(tmp_path / "abl"),
-            "--json", str(tmp_path / "abl.json"), "--md", str(tmp_path / "abl.md")]
+    args = ["ablate", "--preset", "toy-chain", "--methods", "base", "--seeds", "2", *_sets(*TINY),
+            "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"), "--md", str(tmp_path / "abl.md")]
     score(*args)
     first = json.loads((tmp_path / "abl.json").read_text())
     stamps = {s: (tmp_path / "abl" / f"base-s{s}" / "metrics.jsonl").stat().st_mtime_ns for s in (0, 1)}
@@ -159,7 +160,8 @@ def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base,
 
 
 def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(tiny_base, tmp_path):
-    args = ["ablate", "--methods", "base,st-rl", "--seeds", "2", *_sets(*TINY), "--out", str(tmp_path / "abl")]
+    args = ["ablate", "--preset", "toy-chain", "--methods", "base,st-rl", "--seeds", "2", *_sets(*TINY),
+            "--out", str(tmp_path / "abl")]
     score(*args, "--json", str(tmp_path / "abl.json"))
     trained = json.loads((tmp_path / "abl.json").read_text())
     # the runs' own protocol again (eval_samples=1 is TINY's): evaluation is seeded, so the same numbers
@@ -184,9 +186,15 @@ def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(
     # only the protocol may change, and only a finished ablation is evaluated again; each refusal names why
     out = score(*args, "--reevaluate", "toy_n_ops=4", check=False)
     assert out.returncode == 2 and "toy_n_ops" in out.stderr
-    out = score("ablate", "--methods", "base,mt-rl", "--seeds", "2", *_sets(*TINY), "--out", str(tmp_path / "abl"),
+    out = score("ablate", "--preset", "toy-chain", "--methods", "base,mt-rl", "--seeds", "2", *_sets(*TINY),
+                "--out", str(tmp_path / "abl"),
                 "--reevaluate", "eval_samples=1", check=False)
     assert out.returncode == 2 and "mt-rl-s0" in out.stderr and "not a finished run" in out.stderr
+
+
+def test_ablate_names_a_renamed_world_preset():
+    out = score("ablate", "--preset", "toy-pick", "--methods", "base", check=False)
+    assert out.returncode == 2 and "'toy-pick'" in out.stderr and "now called 'toy'" in out.stderr
 
 
 def test_ablation_runs_training_jobs_before_evaluation_only_ones():

@@ -171,12 +171,32 @@ def test_a_flag_gap_build_records_the_check_on_its_learning_curve(cache_dir):
     assert all({"acc_t1", "checked_share", "flag_right", "flag_wrong"} <= set(c) for c in meta["checks"])
 
 
+def test_every_ablation_world_trains_on_the_base_that_score_toy_base_builds(monkeypatch):
+    """`score ablate --preset toy` resolves model=toy-base to the base `score toy-base --set kind=pick` builds
+    (its cache key), not to a twin built again under another safety cap."""
+    import score_lib.toy_base as toy_base
+    from score_lib.ablate import WORLDS
+    from score_lib.config import build_config
+    from score_lib.toy_base import default_base
+    from score_lib.trainer import _resolve_model
+
+    monkeypatch.setattr(toy_base, "build_toy_base", lambda cfg, **kw: cfg.key())
+    want = {"toy": default_base("pick"), "toy-hard": default_base("pick", n_numbers=6),
+            "toy-chain": default_base("chain"), "toy-chain-hard": default_base("chain", n_ops=4)}
+    for world, base in want.items():
+        cfg = build_config(None, {k: str(v) for k, v in WORLDS[world].items()})
+        assert _resolve_model(cfg) == base.key(), world
+    assert default_base("pick").max_seconds == 3000  # the pick world's own cap, not the chain world's 1800
+    cfg = build_config(None, {"toy_kind": "pick", "toy_base_seconds": "5"})  # a cap asked for is a new base
+    assert _resolve_model(cfg) == default_base("pick", max_seconds=5.0).key() != default_base("pick").key()
+
+
 def test_the_toy_pick_preset_runs_the_pick_world_without_cutting_second_attempts():
     from score_lib.ablate import job_settings
     from score_lib.config import build_config
     from score_lib.tasks import make_task
 
-    cfg = build_config(None, {k: str(v) for k, v in job_settings("toy-pick", "score", 0, []).items()})
+    cfg = build_config(None, {k: str(v) for k, v in job_settings("toy", "score", 0, []).items()})
     task = make_task(cfg)
     assert task.world.kind == "pick" and cfg.method == "score"
     # the toy tokenizer has one token per character: the longest corpus attempt (a check that scans
