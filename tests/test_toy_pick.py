@@ -191,15 +191,16 @@ def test_every_ablation_world_trains_on_the_base_that_score_toy_base_builds(monk
     assert _resolve_model(cfg) == default_base("pick", max_seconds=5.0).key() != default_base("pick").key()
 
 
-def test_the_toy_pick_preset_runs_the_pick_world_without_cutting_second_attempts():
+def test_the_default_presets_run_the_pick_world_without_cutting_second_attempts():
     from score_lib.ablate import job_settings
     from score_lib.config import build_config
     from score_lib.tasks import make_task
 
-    cfg = build_config(None, {k: str(v) for k, v in job_settings("toy", "score", 0, []).items()})
-    task = make_task(cfg)
-    assert task.world.kind == "pick" and cfg.method == "score"
-    # the toy tokenizer has one token per character: the longest corpus attempt (a check that scans
-    # again through the whole list), plus the end token, fits the generation budget
-    corpus = base_corpus(task.world, 2000, seed=0, p_check=1.0, check_slipped=1.0)
-    assert max(len(c.second) for c in corpus) + 1 <= cfg.max_new_tokens
+    for world, numbers in (("toy", 5), ("toy-hard", 6)):
+        cfg = build_config(None, {k: str(v) for k, v in job_settings(world, "score", 0, []).items()})
+        task = make_task(cfg)
+        assert task.world.kind == "pick" and task.world.n_numbers == numbers and cfg.method == "score"
+        # the toy tokenizer has one token per character: the longest corpus attempt (a check that scans
+        # again through the whole list), plus the end token, fits the generation budget
+        corpus = base_corpus(task.world, 2000, seed=0, p_check=1.0, check_slipped=1.0)
+        assert max(len(c.second) for c in corpus) + 1 <= cfg.max_new_tokens, world
