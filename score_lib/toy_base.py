@@ -180,7 +180,7 @@ def sampled_acc_t1(model, tok, problems: list, seed: int, world: ToyWorld | None
 def held_out_check(model, tok, problems: list, seed: int, cfg: ToyBaseConfig) -> dict:
     """One point of the build's learning curve: sampled Acc@t1 and, with target_flag_gap, what the
     base's pick checks say about its own first attempts (two-attempt episodes at temperature 1, as the
-    toy-pick preset samples them)."""
+    toy preset samples them)."""
     if not cfg.target_flag_gap:
         return {"acc_t1": sampled_acc_t1(model, tok, problems, seed, cfg.world())}
     from .rollout import grade, rollout
