@@ -149,6 +149,7 @@ def kv_reuse(model, tok, problems, instruction: str, repeats: int, max_new: int 
 def rows_apart(model, tok, problems, repeats: int, n: int = 4, max_new: int = 64) -> dict:
     import score_lib.rollout as rollout_mod
 
+    default = rollout_mod.COMPACT_SHARE
     res = {"batch": f"{8 * n} and {64 * n} rows", "by_rows": {}, "max_new_tokens": max_new, "samples_per_problem": n}
     for size in (8, 64):
         probs = problems[:size]
@@ -160,10 +161,10 @@ def rows_apart(model, tok, problems, repeats: int, n: int = 4, max_new: int = 64
                     return rollout(model, tok, probs, [TOY_INSTRUCTION], n=n, temperature=1.0,
                                    max_new_tokens=max_new, seed=11)
                 finally:
-                    rollout_mod.COMPACT_SHARE = 0.5
+                    rollout_mod.COMPACT_SHARE = default
             return run
 
-        runs = interleaved({"apart": sample(0.5), "whole": sample(0.0)}, repeats)
+        runs = interleaved({"apart": sample(default), "whole": sample(0.0)}, repeats)
         toks = lambda eps: [[a.ids for a in e.attempts] for e in eps]  # noqa: E731
         lengths = [len(a.ids) for e in runs["whole"][0][1] for a in e.attempts]
         res["by_rows"][size * n] = {

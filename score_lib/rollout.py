@@ -204,6 +204,7 @@ def _decode_attempt(stream: _Stream, stops: set[int], max_new_tokens: int, tempe
         if feed_last or not last:  # the stop token must enter the cache before the next attempt's glue
             running = was_active[live_rows]  # rows that still feed a token (a stop token included)
             n_run = int(running.sum())
+            # (a stream of fewer than 4 rows costs the same per step as 1: splitting it saves nothing)
             if 4 <= len(live_rows) and n_run <= COMPACT_SHARE * len(live_rows):
                 keep = running.nonzero().squeeze(1)
                 splits.append((live, keep))
