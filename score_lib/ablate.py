@@ -68,6 +68,9 @@ PAPER = {
 }
 KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_rate",
         "edit_ratio_zero_share", "n_problems")
+# conditional rates: kept when every seed has them (absent from runs written before they existed, None
+# when a run had no right, or no wrong, first attempt)
+SPLIT_KEYS = ("fix_rate", "break_rate", "answer_change_if_right", "answer_change_if_wrong")
 
 
 def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
@@ -206,6 +209,8 @@ def aggregate(out: Path, methods: list[str], seeds: int) -> dict:
     for m in methods:
         per_seed = [json.loads((out / f"{m}-s{s}.json").read_text()) for s in range(seeds)]
         row = {k: mean_std([r[k] for r in per_seed]) for k in KEYS if k != "n_problems"}
+        row.update({k: mean_std([r[k] for r in per_seed]) for k in SPLIT_KEYS
+                    if all(isinstance(r.get(k), (int, float)) for r in per_seed)})
         n = sum(r["n_problems"] for r in per_seed)
         flips = row["delta_i2c"]["mean"] + row["delta_c2i"]["mean"]
         # Delta is a mean of per-episode differences in {-1, 0, 1}: its variance is flips - delta^2
@@ -224,17 +229,21 @@ def markdown(results: dict) -> str:
     lines = [f"World `{meta.get('world')}`, {meta.get('seeds')} seeds, evaluation: {meta.get('eval')}; "
              f"wall time {meta.get('wall_seconds')} s"
              + (f" ({meta['runs_kept']} finished runs kept from an earlier invocation)" if meta.get("runs_kept") else "")
-             + ". Values are fractions of all test episodes; "
+             + ". Values are fractions of all test episodes, except the split answer-change rates (of the "
+             "episodes whose first attempt was right, and of those whose first attempt was wrong); "
              "SE is the sampling standard error of Delta over the pooled seeds.", "",
-             "| method | Acc@t1 | Acc@t2 | Delta (SE) | i->c | c->i | answer changed | y2 unchanged | paper t1 / t2 / Delta |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| method | Acc@t1 | Acc@t2 | Delta (SE) | i->c | c->i | answer changed | changed if y1 right / wrong "
+             "| y2 unchanged | paper t1 / t2 / Delta |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for key, row in results.items():
         if key.startswith("_"):
             continue
         f = lambda k: f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}"  # noqa: E731
+        split = " / ".join(f"{row[k]['mean']:.3f}" if k in row else "-"
+                           for k in ("answer_change_if_right", "answer_change_if_wrong"))
         paper = PAPER.get(key)
         ptxt = f"{paper[0]} / {paper[1]} / {paper[2]:+}" if paper else "-"
         lines.append(f"| {ABLATIONS[key][0]} | {f('acc_t1')} | {f('acc_t2')} | {row['delta']['mean']:+.3f} ± "
                      f"{row['delta']['std']:.3f} ({row['delta_stderr']:.3f}) | {f('delta_i2c')} | {f('delta_c2i')} | "
-                     f"{f('answer_change_rate')} | {f('edit_ratio_zero_share')} | {ptxt} |")
+                     f"{f('answer_change_rate')} | {split} | {f('edit_ratio_zero_share')} | {ptxt} |")
     return "\n".join(lines) + "\n"

@@ -4,8 +4,9 @@ from __future__ import annotations
 from .metrics import attempt_metrics, histogram
 from .rollout import grade, rollout
 
-JSON_KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "edit_ratio_zero_share",
-             "answer_change_rate", "n_problems", "method")
+JSON_KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate",
+             "edit_ratio_zero_share", "answer_change_rate", "answer_change_if_right", "answer_change_if_wrong",
+             "n_problems", "method")
 
 
 def json_row(metrics: dict) -> dict:

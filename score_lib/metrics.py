@@ -68,7 +68,8 @@ def pair_metrics(
 
     Always returns acc_t1, acc_t2, delta, delta_i2c, delta_c2i, fix_rate, break_rate,
     counts and n_problems. With texts it adds edit_ratio_mean, edit_ratio_zero_share and
-    edit_ratios; with answers it adds answer_change_rate. Keys for missing inputs are absent.
+    edit_ratios; with answers it adds answer_change_rate and its split by attempt j's correctness,
+    answer_change_if_right and answer_change_if_wrong. Keys for missing inputs are absent.
     """
     n = _check_pair("c1", c1, "c2", c2)
     counts = transition_counts(c1, c2)
@@ -109,7 +110,15 @@ def pair_metrics(
         _check_pair("a1", a1, "a2", a2)
         # None (no extractable answer) is compared like any other value: None -> None is
         # "unchanged", None -> "3" is a change. Plain != gives exactly that.
-        out["answer_change_rate"] = sum(x != y for x, y in zip(a1, a2)) / n
+        changed = [x != y for x, y in zip(a1, a2)]
+        out["answer_change_rate"] = sum(changed) / n
+        # The same rate among right and among wrong first attempts (None when there are none). Fig. 6b's
+        # single rate can fall two ways: the model stops changing right answers (it learned to keep
+        # them) or stops changing any answer (collapse); only the wrong-attempt rate tells them apart.
+        # answer_change_rate = acc_t1 * if_right + (1 - acc_t1) * if_wrong.
+        ch_right = sum(ch for ch, c in zip(changed, c1) if c)
+        out["answer_change_if_right"] = ch_right / n_c1 if n_c1 else None
+        out["answer_change_if_wrong"] = (sum(changed) - ch_right) / n_i1 if n_i1 else None
     return out
 
 

@@ -166,7 +166,8 @@ def metrics_record(cfg, step: int, rng: random.Random, n: int = 64) -> dict:
         rec[f"reward_t{j + 1}"] = float(rewards[:, j].mean())
         rec[f"shaped_t{j + 1}"] = float(shaped[:, j].mean())
     rec.update({f"train_{k}": pm[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i",
-                                              "answer_change_rate")})
+                                              "answer_change_rate", "answer_change_if_right",
+                                              "answer_change_if_wrong")})
     return rec
 
 

@@ -132,6 +132,17 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
             assert len(row[metric]["per_seed"]) == 2
             assert row[metric]["mean"] == pytest.approx(sum(row[metric]["per_seed"]) / 2)
         assert row["delta"]["mean"] == pytest.approx(row["delta_i2c"]["mean"] - row["delta_c2i"]["mean"])
+        # each run's answer-change rate splits by its first attempts' correctness (None: no first attempt
+        # of that kind, which weighs nothing); the table keeps a split only when every seed has it
+        for s in range(2):
+            run = json.loads((tmp_path / "abl" / f"{key}-s{s}.json").read_text())
+            parts = [(w, run[k]) for w, k in ((run["acc_t1"], "answer_change_if_right"),
+                                              (1 - run["acc_t1"], "answer_change_if_wrong")) if run[k] is not None]
+            assert parts and run["answer_change_rate"] == pytest.approx(sum(w * r for w, r in parts))
+        for k in ("answer_change_if_right", "answer_change_if_wrong"):
+            assert (k in row) == all(json.loads((tmp_path / "abl" / f"{key}-s{s}.json").read_text())[k] is not None
+                                     for s in range(2))
+    assert "changed if y1 right / wrong" in (tmp_path / "abl.md").read_text()
     stages = {m["stage"] for m in read_metrics(tmp_path / "abl" / "star-stage2-s0")}
     assert "stage1" in stages and any(s.startswith("round") for s in stages)  # RL Stage I, then STaR
     assert "SCoRe, STaR in Stage II" in (tmp_path / "abl.md").read_text() and "Base model" in out.stdout

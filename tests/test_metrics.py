@@ -117,6 +117,21 @@ def test_answer_change_rate_with_none():
     m = pair_metrics(c, c, a1=a1, a2=a2)
     assert m["answer_change_rate"] == pytest.approx(3 / 5)
     assert "edit_ratio_mean" not in m and "edit_ratios" not in m
+    assert m["answer_change_if_right"] is None  # no right first attempt to condition on
+    assert m["answer_change_if_wrong"] == pytest.approx(3 / 5)
+
+
+def test_answer_change_split_by_first_attempt():
+    c1 = [True, True, True, False, False]
+    c2 = [True, False, True, True, False]
+    a1 = ["1", "1", "2", "7", "8"]
+    a2 = ["1", "9", "2", "3", "5"]  # right: kept, changed, kept; wrong: changed, changed
+    m = pair_metrics(c1, c2, a1=a1, a2=a2)
+    assert m["answer_change_if_right"] == pytest.approx(1 / 3)
+    assert m["answer_change_if_wrong"] == 1.0
+    # the overall rate is the two weighted by the first attempt's accuracy
+    assert m["answer_change_rate"] == pytest.approx(
+        m["acc_t1"] * m["answer_change_if_right"] + (1 - m["acc_t1"]) * m["answer_change_if_wrong"])
 
 
 def test_edit_ratio_zero_share():

@@ -110,6 +110,12 @@ def test_figures_from_a_fixture_run(tmp_path):
     figs = figures.live_figures(cache.metrics.records)
     assert len(figs) == 8 and all(len(f.data) > 0 for f in figs.values())
     assert figs["kl"].layout.shapes[0].x0 == 10.5  # Stage II starts at step 11
+    # Fig. 6b's rate with its split by the first attempt's correctness (dashed), from the same records
+    lines = {t.name: t for t in figs["answer_change"].data}
+    assert {"train batch", "train, y1 right", "train, y1 wrong"} <= set(lines)
+    assert lines["train, y1 wrong"].line.dash == "dash" and lines["train batch"].line.dash == "solid"
+    rec = [r for r in cache.metrics.records if r.get("train_answer_change_if_wrong") is not None]
+    assert list(lines["train, y1 wrong"].y) == pytest.approx([r["train_answer_change_if_wrong"] for r in rec])
     summaries = cache.step_summaries("train")
     stacked = figures.fig_transitions_stacked(summaries)
     totals = [sum(t.y[i] for t in stacked.data) for i in range(len(summaries))]

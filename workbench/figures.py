@@ -77,6 +77,15 @@ def fig_lines(records: Sequence[dict], keys: Sequence[tuple[str, str]], title: s
     return fig
 
 
+# Fig. 6b's rate, and the same rate among right and among wrong first attempts (dashed): collapse lowers
+# both, learning to keep right answers lowers only the first
+CHANGE_LINES = [("train_answer_change_rate", "train batch"), ("train_answer_change_if_right", "train, y1 right"),
+                ("train_answer_change_if_wrong", "train, y1 wrong"), ("eval_answer_change_rate", "eval"),
+                ("eval_answer_change_if_right", "eval, y1 right"), ("eval_answer_change_if_wrong", "eval, y1 wrong")]
+CHANGE_SPLIT = ["train_answer_change_if_right", "train_answer_change_if_wrong"]
+CHANGE_MARKERS = ["eval_answer_change_rate", "eval_answer_change_if_right", "eval_answer_change_if_wrong"]
+
+
 def _per_attempt(records, prefix: str, label: str) -> list[tuple[str, str]]:
     return [(k, f"{label} t{k[len(prefix):]}") for k in derive.attempt_keys(records, prefix)]
 
@@ -100,10 +109,8 @@ def live_figures(records: Sequence[dict]) -> dict[str, go.Figure]:
                                  markers=["eval_delta_i2c", "eval_delta_c2i"]),
         "kl": fig_lines(rec, _per_attempt(rec, "kl_t", "KL"), "KL to the reference per attempt", "KL (nats)",
                         bounds),
-        "answer_change": fig_lines(rec, [("train_answer_change_rate", "train"),
-                                         ("eval_answer_change_rate", "eval")],
-                                   "Answer-change rate (attempt 2 proposes a different answer)", "rate",
-                                   bounds, markers=["eval_answer_change_rate"]),
+        "answer_change": fig_lines(rec, CHANGE_LINES, "Answer-change rate (attempt 2 proposes a different answer)",
+                                   "rate", bounds, dashed=CHANGE_SPLIT, markers=CHANGE_MARKERS),
         "entropy": fig_lines(rec, _per_attempt(rec, "entropy_t", "entropy"), "Entropy per token",
                              "nats", bounds),
         "length": fig_lines(rec, _per_attempt(rec, "len_t", "length"), "Attempt length", "tokens", bounds),
@@ -141,8 +148,8 @@ def fig_transitions_stacked(summaries: Sequence[dict], title: str = "Transitions
 def fig_answer_change(records: Sequence[dict], summaries: Sequence[dict] = (),
                       boundaries: Sequence[tuple[float, str]] = ()) -> go.Figure:
     """Answer-change rate from metrics.jsonl (train batch, eval) and from the sampled traces."""
-    fig = fig_lines(records, [("train_answer_change_rate", "train batch"), ("eval_answer_change_rate", "eval")],
-                    "Answer-change rate over training", "rate", boundaries, markers=["eval_answer_change_rate"])
+    fig = fig_lines(records, CHANGE_LINES, "Answer-change rate over training", "rate", boundaries,
+                    dashed=CHANGE_SPLIT, markers=CHANGE_MARKERS)
     fig.update_yaxes(range=[0, 1.02])
     if summaries:
         fig.add_trace(go.Scatter(x=[s["step"] for s in summaries], y=[s["answer_change_rate"] for s in summaries],
