@@ -117,6 +117,22 @@ figures.fig_edit_ratio_hist({ABLATIONS[m][0]: results[m]["edit_ratio_hist"] for 
                              if results[m].get("edit_ratio_hist")}).show()
 
 # %% [markdown]
+# ## What falls when the answer-change rate falls
+#
+# One rate (the paper's Fig. 6b) mixes two behaviours. Split it by the first attempt: a model that collapses
+# stops changing wrong answers as well as right ones; a model that learned to keep right answers stops
+# changing only those. The fix rate (share of wrong first attempts that the second attempt makes right) says
+# whether the changes that remain help. In the pick world (`score ablate`, RESULTS.md) every multi-turn
+# method learns to keep right answers, plain multi-turn RL keeps rewriting half of its wrong ones into other
+# wrong ones (its fix rate falls below the base's) and SCoRe's fix rate is the highest.
+
+# %%
+pd.DataFrame({ABLATIONS[m][0]: {"answer changed": means[m]["answer_change_rate"],
+                                "if attempt 1 right": means[m].get("answer_change_if_right"),
+                                "if attempt 1 wrong": means[m].get("answer_change_if_wrong"),
+                                "fix rate": means[m].get("fix_rate")} for m in METHODS}).T.round(3)
+
+# %% [markdown]
 # ## The finding (checked in full mode)
 #
 # SCoRe's Delta is above multi-turn RL's: the two stages and the bonus buy self-correction that naive

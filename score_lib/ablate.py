@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .metrics import mean_std
@@ -178,14 +178,14 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
                                                     desc=f"ablate {world}", disable=not progress) as bar:
         futures = {pool.submit(_run_job, _job_args(world, m, s, out, extra, states[m, s]), out / f"{m}-s{s}.log",
                                threads): (m, s) for m, s in jobs}
-        for fut in futures:
+        for fut in as_completed(futures):  # the bar moves when any run ends, not in submission order
             m, s = futures[fut]
             if fut.result() != 0:
                 failed.append(f"{m}-s{s} (log: {out / f'{m}-s{s}.log'})")
             bar.update(1)
             bar.set_postfix(last=f"{m}-s{s}")
     if failed:
-        raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(failed)}")
+        raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(sorted(failed))}")
     results = aggregate(out, methods, seeds)
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
                         "runs_kept": len(states) - len(jobs),

@@ -72,6 +72,9 @@ def test_two_processes_write_one_single_process_shaped_run_store_and_resume_in_o
     assert [set(m) for m in m2] == [set(m) for m in m1]
     for a, b in zip(m2, m1):  # gradients averaged over shards and metrics combined = the full-batch ones
         for key in set(a) - set(VOLATILE) - {"stage"}:
+            if b[key] is None:  # a conditional rate with nothing to condition on (no right first attempt)
+                assert a[key] is None, (a["step"], key)
+                continue
             assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), (a["step"], key)
     assert m2[0]["kl_t1"] == 0.0 and m2[2]["kl_t1"] > 0  # the policy moved away from the reference
     # the same problems and samples at every step, each traced once: the shards cover the batch exactly
