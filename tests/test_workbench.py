@@ -114,6 +114,7 @@ def test_figures_from_a_fixture_run(tmp_path):
     lines = {t.name: t for t in figs["answer_change"].data}
     assert {"train batch", "train, y1 right", "train, y1 wrong"} <= set(lines)
     assert lines["train, y1 wrong"].line.dash == "dash" and lines["train batch"].line.dash == "solid"
+    assert lines["train, y1 wrong"].line.color == lines["eval, y1 wrong"].line.color != lines["train batch"].line.color
     rec = [r for r in cache.metrics.records if r.get("train_answer_change_if_wrong") is not None]
     assert list(lines["train, y1 wrong"].y) == pytest.approx([r["train_answer_change_if_wrong"] for r in rec])
     summaries = cache.step_summaries("train")

@@ -56,21 +56,23 @@ def add_stage_lines(fig: go.Figure, boundaries: Sequence[tuple[float, str]]) -> 
 
 def fig_lines(records: Sequence[dict], keys: Sequence[tuple[str, str]], title: str, ytitle: str = "",
               boundaries: Sequence[tuple[float, str]] = (), dashed: Sequence[str] = (),
-              markers: Sequence[str] = (), log_y: bool = False) -> go.Figure:
-    """One line per (key, label) over steps; keys in ``markers`` (sparse, e.g. eval_*) as dots."""
+              markers: Sequence[str] = (), log_y: bool = False, colors: Mapping[str, str] | None = None) -> go.Figure:
+    """One line per (key, label) over steps; keys in ``markers`` (sparse, e.g. eval_*) as dots, keys in
+    ``dashed`` as thin dashed lines; ``colors`` pins a key's colour (else the palette, in key order)."""
     fig = go.Figure()
     for n, (key, label) in enumerate(keys):
         xs, ys = derive.series(records, key)
         if not xs:
             continue
         xs, ys = np.asarray(xs), np.asarray(ys, dtype=float)  # plotly validates lists item by item
-        color = PALETTE[n % len(PALETTE)]
+        color = (colors or {}).get(key, PALETTE[n % len(PALETTE)])
         if key in markers:
             fig.add_trace(go.Scatter(x=xs, y=ys, name=label, mode="lines+markers",
                                      line={"color": color, "dash": "dot"}, marker={"size": 7}))
         else:
             fig.add_trace(go.Scatter(x=xs, y=ys, name=label, mode="lines",
-                                     line={"color": color, "dash": "dash" if key in dashed else "solid"}))
+                                     line={"color": color, "dash": "dash" if key in dashed else "solid",
+                                           "width": 1 if key in dashed else 2}))
     _layout(fig, title, ytitle, boundaries=boundaries)
     if log_y:
         fig.update_yaxes(type="log")
@@ -84,6 +86,9 @@ CHANGE_LINES = [("train_answer_change_rate", "train batch"), ("train_answer_chan
                 ("eval_answer_change_if_right", "eval, y1 right"), ("eval_answer_change_if_wrong", "eval, y1 wrong")]
 CHANGE_SPLIT = ["train_answer_change_if_right", "train_answer_change_if_wrong"]
 CHANGE_MARKERS = ["eval_answer_change_rate", "eval_answer_change_if_right", "eval_answer_change_if_wrong"]
+# one colour per quantity, train (lines) and eval (dots) alike
+CHANGE_COLORS = {f"{src}_answer_change_{q}": PALETTE[i] for src in ("train", "eval")
+                 for i, q in enumerate(("rate", "if_right", "if_wrong"))}
 
 
 def _per_attempt(records, prefix: str, label: str) -> list[tuple[str, str]]:
@@ -110,7 +115,8 @@ def live_figures(records: Sequence[dict]) -> dict[str, go.Figure]:
         "kl": fig_lines(rec, _per_attempt(rec, "kl_t", "KL"), "KL to the reference per attempt", "KL (nats)",
                         bounds),
         "answer_change": fig_lines(rec, CHANGE_LINES, "Answer-change rate (attempt 2 proposes a different answer)",
-                                   "rate", bounds, dashed=CHANGE_SPLIT, markers=CHANGE_MARKERS),
+                                   "rate", bounds, dashed=CHANGE_SPLIT, markers=CHANGE_MARKERS,
+                                   colors=CHANGE_COLORS),
         "entropy": fig_lines(rec, _per_attempt(rec, "entropy_t", "entropy"), "Entropy per token",
                              "nats", bounds),
         "length": fig_lines(rec, _per_attempt(rec, "len_t", "length"), "Attempt length", "tokens", bounds),
@@ -149,7 +155,7 @@ def fig_answer_change(records: Sequence[dict], summaries: Sequence[dict] = (),
                       boundaries: Sequence[tuple[float, str]] = ()) -> go.Figure:
     """Answer-change rate from metrics.jsonl (train batch, eval) and from the sampled traces."""
     fig = fig_lines(records, CHANGE_LINES, "Answer-change rate over training", "rate", boundaries,
-                    dashed=CHANGE_SPLIT, markers=CHANGE_MARKERS)
+                    dashed=CHANGE_SPLIT, markers=CHANGE_MARKERS, colors=CHANGE_COLORS)
     fig.update_yaxes(range=[0, 1.02])
     if summaries:
         fig.add_trace(go.Scatter(x=[s["step"] for s in summaries], y=[s["answer_change_rate"] for s in summaries],
