@@ -124,7 +124,7 @@ figures.fig_edit_ratio_hist({ABLATIONS[m][0]: results[m]["edit_ratio_hist"] for 
 # changing only those. The fix rate (share of wrong first attempts that the second attempt makes right) says
 # whether the changes that remain help. In the pick world (`score ablate`, RESULTS.md) every multi-turn
 # method learns to keep right answers, plain multi-turn RL keeps rewriting half of its wrong ones into other
-# wrong ones (its fix rate falls below the base's) and SCoRe's fix rate is the highest.
+# wrong ones (its fix rate falls below the base's) and SCoRe's fix rate is the highest of the RL variants.
 
 # %%
 pd.DataFrame({ABLATIONS[m][0]: {"answer changed": means[m]["answer_change_rate"],
