@@ -243,6 +243,10 @@ def test_compare_runs_next_to_the_paper(store):
     assert "paper: SCoRe" in names
     ours = table[table["run"].str.startswith(fx.FINISHED)].iloc[0]
     assert ours["Delta"] == pytest.approx(ours["i->c"] - ours["c->i"])
+    # the answer-change split, weighted by Acc@t1, gives back the overall rate (all in percent)
+    assert ours["answer change"] == pytest.approx((ours["Acc@t1"] * ours["changed if y1 right"] + (
+        100 - ours["Acc@t1"]) * ours["changed if y1 wrong"]) / 100)
+    assert ours["fix rate"] == pytest.approx(100 * ours["i->c"] / (100 - ours["Acc@t1"]))
     assert len(charts(at)) == 2
     at.multiselect(key="cmp-paper").set_value(["Table 4 (MATH ablations)"]).run()
     assert "paper: without reward shaping" in list(at.dataframe[0].value["run"])

@@ -224,7 +224,8 @@ def advantage_mass(rows: Iterable[dict], adv: dict[int, tuple[float, float]] | N
 
 COMPARE_KEYS = (("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Delta"), ("delta_i2c", "i->c"),
                 ("delta_c2i", "c->i"), ("answer_change_rate", "answer change"),
-                ("edit_ratio_zero_share", "unchanged"))
+                ("answer_change_if_right", "changed if y1 right"), ("answer_change_if_wrong", "changed if y1 wrong"),
+                ("fix_rate", "fix rate"), ("edit_ratio_zero_share", "unchanged"))
 
 
 def compare_row(label: str, ev: dict | None, percent: bool = True) -> dict:

@@ -37,7 +37,8 @@ def render() -> None:
         return
     st.dataframe(ours + theirs, hide_index=True, column_config=PCT)
     st.caption("unchanged: share of problems whose attempt 2 is identical to attempt 1 (edit ratio 0). "
-               "Every row satisfies Delta = i->c - c->i.")
+               "changed if y1 right / wrong: answer-change rate among right / among wrong first attempts; "
+               "fix rate: share of wrong first attempts made right. Every row satisfies Delta = i->c - c->i.")
     st.plotly_chart(figures.fig_compare(ours + theirs), key="cmp-bars")
     if evals:
         st.plotly_chart(figures.fig_runs_metric(evals, "eval_delta", "Delta over training (evaluations)"),
