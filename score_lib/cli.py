@@ -98,9 +98,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _row(m: dict) -> str:
+    rate = lambda k: "-" if m.get(k) is None else f"{m[k]:.3f}"  # noqa: E731 (None: nothing to condition on)
     return (f"Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  Delta {m['delta']:+.3f}  "
             f"i->c {m['delta_i2c']:.3f}  c->i {m['delta_c2i']:.3f}  "
-            f"changed {m.get('answer_change_rate', 0):.3f}  unchanged-y2 {m.get('edit_ratio_zero_share', 0):.3f}  "
+            f"changed {m.get('answer_change_rate', 0):.3f} (y1 right {rate('answer_change_if_right')}, "
+            f"wrong {rate('answer_change_if_wrong')})  unchanged-y2 {m.get('edit_ratio_zero_share', 0):.3f}  "
             f"(n={m['n_problems']}, {m['method']})")
 
 

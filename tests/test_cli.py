@@ -38,7 +38,7 @@ def test_every_preset_end_to_end(preset, tiny_base, tmp_path):
     assert set(final) == set(JSON_KEYS)
     assert final["delta"] == pytest.approx(final["delta_i2c"] - final["delta_c2i"])
     assert final["method"] == PRESETS[preset]["method"]
-    assert "Acc@t1" in out.stdout
+    assert "Acc@t1" in out.stdout and "(y1 right " in out.stdout
     assert read_config(run)["method"] == PRESETS[preset]["method"]
     assert read_status(run)["state"] == "finished"
     assert list((run / "evals").glob("*.json"))
