@@ -38,6 +38,11 @@ from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpo
 from .tasks import make_eval_task, make_task
 
 
+# the pair_metrics of each training batch that metrics.jsonl keeps, as train_<key> (the app plots them)
+TRAIN_PAIR_KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_rate",
+                   "answer_change_if_right", "answer_change_if_wrong")
+
+
 def stage_of(cfg: TrainConfig, step: int) -> str:
     """The objective in force at `step` (score switches from Stage I to Stage II)."""
     if cfg.method == "score":
@@ -245,9 +250,7 @@ class Trainer:
         if cfg.attempts >= 2:
             pm = pair_metrics(all_rewards[:, 0].bool().tolist(), all_rewards[:, 1].bool().tolist(),
                               a1=[r[2][0] for r in rows], a2=[r[2][1] for r in rows])
-            record.update({f"train_{k}": pm[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i",
-                                                          "answer_change_rate", "answer_change_if_right",
-                                                          "answer_change_if_wrong")})
+            record.update({f"train_{k}": pm[k] for k in TRAIN_PAIR_KEYS})
         if cfg.trace_every and step % cfg.trace_every == 0:
             first = lo * cfg.samples_per_prompt  # this shard's first episode in the whole batch
             mine = [episode_record(ep, step + 1, "train", stage, self.tok, adv[i], shaped[i])

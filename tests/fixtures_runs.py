@@ -21,6 +21,7 @@ from score_lib import objectives
 from score_lib.config import as_dict, build_config
 from score_lib.metrics import attempt_metrics, histogram, pair_metrics
 from score_lib.runs import RunWriter
+from score_lib.trainer import TRAIN_PAIR_KEYS
 
 FINISHED, RUNNING, FAILED, CORRUPT, EMPTY = "score-finished", "score-running", "score-failed", "corrupt", "empty"
 MTRL = "mt-rl-finished"
@@ -165,9 +166,7 @@ def metrics_record(cfg, step: int, rng: random.Random, n: int = 64) -> dict:
     for j in range(2):
         rec[f"reward_t{j + 1}"] = float(rewards[:, j].mean())
         rec[f"shaped_t{j + 1}"] = float(shaped[:, j].mean())
-    rec.update({f"train_{k}": pm[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i",
-                                              "answer_change_rate", "answer_change_if_right",
-                                              "answer_change_if_wrong")})
+    rec.update({f"train_{k}": pm[k] for k in TRAIN_PAIR_KEYS})  # the keys the trainer writes
     return rec
 
 

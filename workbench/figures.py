@@ -84,8 +84,8 @@ def fig_lines(records: Sequence[dict], keys: Sequence[tuple[str, str]], title: s
 CHANGE_LINES = [("train_answer_change_rate", "train batch"), ("train_answer_change_if_right", "train, y1 right"),
                 ("train_answer_change_if_wrong", "train, y1 wrong"), ("eval_answer_change_rate", "eval"),
                 ("eval_answer_change_if_right", "eval, y1 right"), ("eval_answer_change_if_wrong", "eval, y1 wrong")]
-CHANGE_SPLIT = ["train_answer_change_if_right", "train_answer_change_if_wrong"]
-CHANGE_MARKERS = ["eval_answer_change_rate", "eval_answer_change_if_right", "eval_answer_change_if_wrong"]
+CHANGE_SPLIT = [k for k, _ in CHANGE_LINES if k.startswith("train_answer_change_if_")]
+CHANGE_MARKERS = [k for k, _ in CHANGE_LINES if k.startswith("eval_")]
 # one colour per quantity, train (lines) and eval (dots) alike
 CHANGE_COLORS = {f"{src}_answer_change_{q}": PALETTE[i] for src in ("train", "eval")
                  for i, q in enumerate(("rate", "if_right", "if_wrong"))}
