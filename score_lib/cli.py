@@ -1,4 +1,4 @@
-"""The `score` command: toy-base, train, eval, ablate, runs."""
+"""The `score` command: toy-base, train, eval, ablate, findings, runs, models, app."""
 from __future__ import annotations
 
 import argparse
@@ -74,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="instead of training: evaluate the finished ablation in --out again with this evaluation "
                         "setting (eval_greedy, eval_problems, eval_samples, eval_temperature, eval_batch; "
                         "repeatable), e.g. --reevaluate eval_greedy=true")
+
+    p.add_argument("--rule", metavar="KEY=VALUE", action="append", default=[],
+                   help="a threshold of the findings check (small_fraction, near_zero, collapse_ratio; repeatable)")
+
+    p = sub.add_parser("findings", help="check a recorded ablation (its --json file) for the paper's five findings")
+    p.add_argument("json_files", metavar="FILE", nargs="+",
+                   help="JSON file(s) written by `score ablate --json`; a later file only adds the methods the "
+                        "earlier ones lack (e.g. the base row for a run of a few methods)")
+    p.add_argument("--rule", metavar="KEY=VALUE", action="append", default=[],
+                   help="a threshold of the check (small_fraction, near_zero, collapse_ratio; repeatable)")
+    p.add_argument("--md", metavar="FILE", help="also write the findings table here")
 
     p = sub.add_parser("runs", help="list the runs in the run store")
     p.add_argument("--runs-dir", help="root of the run store (default $SCORE_RUNS_DIR or ./runs)")
@@ -227,12 +238,17 @@ def _eval_scaling(args, cfg, model, tok, ks: list[int]) -> int:
 
 
 def cmd_ablate(args) -> int:
+    from . import findings
     from .ablate import markdown, run_ablation
 
     for o in args.overrides:
         if "=" not in o:
             raise ConfigError(f"override {o!r}: expected key=value")
     build_config(None, args.overrides)  # refuse a bad key or value before any run starts
+    try:
+        rules = findings.rules_from(args.rule)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     methods = args.methods.split(",") if args.methods else None
     try:
         if args.reevaluate:
@@ -246,12 +262,31 @@ def cmd_ablate(args) -> int:
                                    args.overrides, args.workers)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    table = markdown(results)
+    found = findings.check(results, rules)
+    table = markdown(results) + "\n" + findings.markdown(found, rules)
     print(table)
     if args.md:
         Path(args.md).write_text(table)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({**results, "_findings": findings.as_json(found, rules)}, indent=2) + "\n")
+    return 0
+
+
+def cmd_findings(args) -> int:
+    from . import findings
+
+    try:
+        rules = findings.rules_from(args.rule)
+        results = {}
+        for f in args.json_files:
+            results = {**findings.load(f), **results}  # the first file that has a method gives its row
+        found = findings.check(results, rules)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    table = findings.markdown(found, rules)
+    print(table)
+    if args.md:
+        Path(args.md).write_text(table)
     return 0
 
 
@@ -313,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     # a stop from the app (SIGTERM) ends a run like Ctrl-C: status "stopped", nothing half-written
     signal.signal(signal.SIGTERM, _stop)
     handler = {"toy-base": cmd_toy_base, "train": cmd_train, "eval": cmd_eval, "ablate": cmd_ablate,
-               "runs": cmd_runs, "models": cmd_models, "app": cmd_app}[args.cmd]
+               "findings": cmd_findings, "runs": cmd_runs, "models": cmd_models, "app": cmd_app}[args.cmd]
     try:
         return handler(args)
     except (ConfigError, FileNotFoundError, RunStoreError) as e:

@@ -124,7 +124,7 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
                 *_sets(*TINY), "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"),
                 "--md", str(tmp_path / "abl.md"))
     results = json.loads((tmp_path / "abl.json").read_text())
-    assert set(results) == {"base", "st-rl", "star-stage2", "_meta"}
+    assert set(results) == {"base", "st-rl", "star-stage2", "_meta", "_findings"}
     for key in ("base", "st-rl", "star-stage2"):
         row = results[key]
         for metric in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_rate",
@@ -143,6 +143,15 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
             assert (k in row) == all(json.loads((tmp_path / "abl" / f"{key}-s{s}.json").read_text())[k] is not None
                                      for s in range(2))
     assert "changed if y1 right / wrong" in (tmp_path / "abl.md").read_text()
+    # the findings check rides along: the same table from the run and, later, from its JSON file alone
+    found = results["_findings"]["findings"]
+    assert [f["number"] for f in found] == [1, 2, 3, 4, 5]
+    assert found[0]["claims"][0]["numbers"].startswith(f"{results['base']['delta']['mean']:+.3f} (SE ")
+    assert found[2]["verdict"] == "not run"  # no multi-turn RL in this ablation
+    again = score("findings", str(tmp_path / "abl.json"))
+    assert again.stdout.strip() and again.stdout.strip() in (tmp_path / "abl.md").read_text()
+    bad = score("findings", str(tmp_path / "abl.md"), check=False)
+    assert bad.returncode == 2 and "abl.md: not JSON" in bad.stderr
     stages = {m["stage"] for m in read_metrics(tmp_path / "abl" / "star-stage2-s0")}
     assert "stage1" in stages and any(s.startswith("round") for s in stages)  # RL Stage I, then STaR
     assert "SCoRe, STaR in Stage II" in (tmp_path / "abl.md").read_text() and "Base model" in out.stdout

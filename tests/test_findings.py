@@ -1,0 +1,148 @@
+"""The findings check: each claim of issue 3 flips with the numbers that decide it, and no other way."""
+import json
+
+import pytest
+
+from score_lib import findings as F
+from score_lib.metrics import mean_std
+
+N = 1024  # test episodes per seed
+
+
+def row(acc_t1=0.7, i2c=0.05, c2i=0.05, change=0.3, unchanged=0.4, right=None, wrong=None):
+    """An aggregated ablation row; each argument is one value for every seed or a list of per-seed values."""
+    def ms(x):
+        return mean_std(x if isinstance(x, list) else [x] * 3)
+    i2c_s, c2i_s = (x if isinstance(x, list) else [x] * 3 for x in (i2c, c2i))
+    r = {"acc_t1": ms(acc_t1), "delta_i2c": ms(i2c_s), "delta_c2i": ms(c2i_s),
+         "delta": ms([a - b for a, b in zip(i2c_s, c2i_s)]), "answer_change_rate": ms(change),
+         "edit_ratio_zero_share": ms(unchanged), "n_problems": N}
+    if right is not None:
+        r["answer_change_if_right"], r["answer_change_if_wrong"] = ms(right), ms(wrong)
+    return r
+
+
+def paper_like():
+    """Every finding holds by a wide margin."""
+    return {
+        "base": row(acc_t1=0.6, i2c=0.04, c2i=0.16, change=0.40, unchanged=0.30, right=0.3, wrong=0.55),
+        "star-plus": row(acc_t1=0.62, i2c=0.03, c2i=0.03, unchanged=0.70),
+        "pair-sft-plus": row(acc_t1=0.62, i2c=0.02, c2i=0.025, unchanged=0.80),
+        "st-rl": row(acc_t1=0.80, i2c=0.02, c2i=0.10),
+        "mt-rl": row(acc_t1=0.72, i2c=0.01, c2i=0.015, change=0.05, right=0.02, wrong=0.10),
+        "no-stage1": row(acc_t1=0.70, i2c=0.05, c2i=0.03),
+        "no-shaping": row(acc_t1=0.70, i2c=0.05, c2i=0.035),
+        "score": row(acc_t1=0.69, i2c=[0.09, 0.10, 0.11], c2i=0.01),
+    }
+
+
+def verdicts(results, **rules):
+    return {f.number: f.verdict for f in F.check(results, F.Rules(**rules))}
+
+
+def statuses(results, number):
+    return [c.status for c in F.check(results)[number - 1].claims]
+
+
+def test_every_finding_holds_on_a_paper_like_table():
+    assert verdicts(paper_like()) == {1: "yes", 2: "yes", 3: "yes", 4: "yes", 5: "yes"}
+
+
+def test_base_delta_sign_and_its_standard_error_decide_finding_1():
+    r = paper_like()
+    r["base"] = row(i2c=0.10, c2i=0.04)
+    assert statuses(r, 1) == ["no"]
+    r["base"] = row(i2c=[0.06, 0.03, 0.05], c2i=[0.05, 0.06, 0.04])  # mean -0.003, seeds +0.01, -0.03, +0.01
+    assert statuses(r, 1) == ["tie"]
+
+
+def test_single_turn_rl_must_lead_every_rl_method_in_acc_t1():
+    r = paper_like()
+    r["no-shaping"]["acc_t1"] = mean_std([0.85] * 3)  # another RL row is clearly ahead
+    assert statuses(r, 2) == ["no", "yes"]
+    r["no-shaping"]["acc_t1"] = mean_std([0.78, 0.80, 0.83])  # level: ahead in one seed, behind in another
+    assert statuses(r, 2)[0] == "tie"
+    r["star-plus"]["acc_t1"] = mean_std([0.95] * 3)  # SFT rows are not in the ranking
+    assert statuses(r, 2)[0] == "tie"
+
+
+def test_answer_change_fraction_and_delta_near_zero_decide_finding_3():
+    r = paper_like()
+    r["mt-rl"]["answer_change_rate"] = mean_std([0.20] * 3)  # half the base's 0.40: fell, not to a small fraction
+    assert statuses(r, 3)[0] == "partly"
+    assert verdicts(r, small_fraction=0.5)[3] == "yes"  # the rule is the user's to set
+    r["mt-rl"]["answer_change_rate"] = mean_std([0.41] * 3)
+    assert statuses(r, 3)[0] == "no"
+    r["mt-rl"] = row(i2c=0.01, c2i=0.06, change=0.05)  # Delta -0.05: beyond a quarter of the base's -0.12
+    assert statuses(r, 3)[1] == "no"
+
+
+def test_collapse_needs_a_clearly_larger_unchanged_share_finding_4():
+    r = paper_like()
+    r["star-plus"]["edit_ratio_zero_share"] = mean_std([0.36] * 3)  # above the base's 0.30, under 1.5x
+    assert statuses(r, 4) == ["partly", "yes", "yes", "yes"]
+    r["star-plus"]["edit_ratio_zero_share"] = mean_std([0.30] * 3)
+    assert statuses(r, 4)[0] == "no"
+    assert verdicts(r)[4] == "in part"
+
+
+def test_score_claims_finding_5():
+    r = paper_like()
+    r["score"] = row(i2c=[0.09, 0.10, 0.005], c2i=0.01)  # one seed below zero
+    assert statuses(r, 5)[1] == "partly"
+    r = paper_like()
+    r["no-stage1"] = row(i2c=0.05, c2i=[0.005, 0.012, 0.007])  # lower than SCoRe's 0.01 by less than one SE
+    assert statuses(r, 5)[2] == "tie"
+    r["no-stage1"] = row(i2c=0.05, c2i=0.004)  # ... and by more
+    assert statuses(r, 5)[2] == "no"
+    r["no-stage1"] = row(i2c=0.12, c2i=0.02)  # a clearly larger Delta than SCoRe's
+    assert statuses(r, 5)[0] == "no" and statuses(r, 5)[3] == "no" and statuses(r, 5)[4] == "yes"
+
+
+def test_differences_are_paired_by_seed_and_one_seed_falls_back_to_sampling_error():
+    a = row(i2c=[0.10, 0.20, 0.30], c2i=0.0)
+    b = row(i2c=[0.09, 0.19, 0.29], c2i=0.0)
+    d, se = F.diff_se({"a": a, "b": b}, "a", "b", "delta")
+    assert d == pytest.approx(0.01) and se == pytest.approx(0.0, abs=1e-12)  # +0.01 in every seed: no doubt
+    b = row(i2c=[0.29, 0.19, 0.09], c2i=0.0)  # the same means, seeds that disagree: their spread decides
+    d, se = F.diff_se({"a": a, "b": b}, "a", "b", "delta")
+    assert d == pytest.approx(0.01) and se == pytest.approx(mean_std([-0.19, 0.01, 0.21])["std"] / 3 ** 0.5)
+    # one seed each: the two evaluations' sampling errors (Delta's from its flips: (i2c + c2i - Delta^2) / n)
+    one = {k: {**v, **{m: mean_std(v[m]["per_seed"][:1]) for m in v if isinstance(v[m], dict)}}
+           for k, v in {"a": a, "b": b}.items()}
+    d, se = F.diff_se(one, "a", "b", "delta")
+    assert d == pytest.approx(0.10 - 0.29)
+    assert se == pytest.approx(((0.10 - 0.01) / N + (0.29 - 0.29 ** 2) / N) ** 0.5)
+
+
+def test_missing_methods_are_not_run_and_do_not_decide_a_verdict():
+    r = {k: v for k, v in paper_like().items() if k in ("mt-rl", "score")}
+    found = F.check(r)
+    assert [f.verdict for f in found[:4]] == ["not run"] * 4
+    assert [c.status for c in found[4].claims] == ["yes", "yes", "yes", "not run", "not run"]
+    assert found[4].verdict == "yes" and found[4].tally == "yes (3 of 3 hold)"
+
+
+def test_markdown_has_one_row_per_claim_and_no_stray_cell_separators():
+    found = F.check(paper_like())
+    md = F.markdown(found)
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| finding")]
+    assert len(rows) == sum(len(f.claims) for f in found)
+    assert all(ln.count("|") == 6 for ln in rows)
+    assert "small_fraction 0.25" in md
+
+
+def test_json_and_rules_refusals(tmp_path):
+    doc = F.as_json(F.check(paper_like()), F.Rules(near_zero=0.3))
+    assert doc["rules"]["near_zero"] == 0.3 and [f["verdict"] for f in doc["findings"]] == ["yes"] * 5
+    with pytest.raises(ValueError, match="near_zero"):
+        F.rules_from(["near_zero=0"])
+    with pytest.raises(ValueError, match="one of"):
+        F.rules_from(["gap=1"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"score": {"acc_t1": 0.5}}))
+    with pytest.raises(ValueError, match=r"bad.json: method 'score': field 'acc_t1'"):
+        F.load(bad)
+    bad.write_text(json.dumps({"scor": {}}))
+    with pytest.raises(ValueError, match="unknown method 'scor'"):
+        F.load(bad)
