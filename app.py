@@ -20,6 +20,7 @@ PAGE_TABLE = [
     ("collapse.py", "Behaviour collapse", "collapse", ":material/compress:"),
     ("shaping.py", "Reward shaping", "shaping", ":material/tune:"),
     ("compare.py", "Compare runs", "compare", ":material/table_chart:"),
+    ("ablation.py", "Ablation", "ablation", ":material/fact_check:"),
 ]
 
 

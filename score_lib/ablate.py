@@ -68,6 +68,7 @@ PAPER = {
 }
 KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_rate",
         "edit_ratio_zero_share", "n_problems")
+PLAN_FILE = "ablation_plan.json"  # written into the ablation's folder when it starts
 # conditional rates: kept when every seed has them (absent from runs written before they existed, None
 # when a run had no right, or no wrong, first attempt)
 SPLIT_KEYS = ("fix_rate", "break_rate", "answer_change_if_right", "answer_change_if_wrong")
@@ -172,6 +173,11 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     threads = max(1, (os.cpu_count() or 1) // workers)
     states = {(m, s): job_state(world, m, s, out, extra) for s in range(seeds) for m in methods}
     jobs = jobs_to_run(states)
+    from .runs import atomic_write_json
+
+    # what this invocation will run, so that a reader (the app's Ablation page) can tell done from planned
+    atomic_write_json(out / PLAN_FILE, {"world": world, "seeds": seeds, "methods": methods, "extra": extra,
+                                        "started": time.time()})
     start = time.time()
     failed = []
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),
@@ -202,12 +208,38 @@ def eval_protocol(cfg: dict) -> str:
             f"{cfg['eval_problems']} test problems")
 
 
-def aggregate(out: Path, methods: list[str], seeds: int) -> dict:
+def finished_runs(out: Path) -> dict[str, list[int]]:
+    """{method: [seeds]} of the runs in an ablation folder that wrote their final report (`<m>-s<s>.json`),
+    methods in the tables' order: what can be aggregated now, even while the others still train."""
+    done: dict[str, list[int]] = {}
+    for f in Path(out).glob("*-s*.json"):
+        m, _, s = f.stem.rpartition("-s")
+        if m in ABLATIONS and s.isdigit():
+            done.setdefault(m, []).append(int(s))
+    return {m: sorted(done[m]) for m in ABLATIONS if m in done}
+
+
+def find_ablations(root: Path) -> list[Path]:
+    """`root` and its direct subfolders that hold an ablation's runs (a `<method>-s<seed>` run folder or
+    its final report), newest first."""
+    def holds_runs(d: Path) -> bool:
+        return any(p.stem.rpartition("-s")[0] in ABLATIONS and p.stem.rpartition("-s")[2].isdigit()
+                   for p in d.glob("*-s*") if p.suffix == ".json" or (p / "config.json").exists())
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [d for d in [root, *(d for d in root.iterdir() if d.is_dir())] if holds_runs(d)]
+    return sorted(found, key=lambda d: d.stat().st_mtime, reverse=True)
+
+
+def aggregate(out: Path, methods: list[str], seeds: int | dict[str, list[int]]) -> dict:
     """{method: {metric: {"mean", "std", "per_seed"}}} from the runs' final --json files, plus the
-    sampling standard error of Delta and the final edit-ratio histogram of seed 0."""
+    sampling standard error of Delta and the final edit-ratio histogram of the first seed. `seeds`: a
+    count (seeds 0..n-1 of every method) or each method's own seeds (finished_runs)."""
     results = {}
     for m in methods:
-        per_seed = [json.loads((out / f"{m}-s{s}.json").read_text()) for s in range(seeds)]
+        mine = list(range(seeds)) if isinstance(seeds, int) else seeds[m]
+        per_seed = [json.loads((out / f"{m}-s{s}.json").read_text()) for s in mine]
         row = {k: mean_std([r[k] for r in per_seed]) for k in KEYS if k != "n_problems"}
         row.update({k: mean_std([r[k] for r in per_seed]) for k in SPLIT_KEYS
                     if all(isinstance(r.get(k), (int, float)) for r in per_seed)})
@@ -216,18 +248,37 @@ def aggregate(out: Path, methods: list[str], seeds: int) -> dict:
         # Delta is a mean of per-episode differences in {-1, 0, 1}: its variance is flips - delta^2
         row["delta_stderr"] = max(0.0, flips - row["delta"]["mean"] ** 2) ** 0.5 / n ** 0.5
         row["n_problems"] = per_seed[0]["n_problems"]
-        evals = sorted((out / f"{m}-s0" / "evals").glob("*.json"))
+        row["seeds"] = mine
+        evals = sorted((out / f"{m}-s{mine[0]}" / "evals").glob("*.json"))
         if evals:
             row["edit_ratio_hist"] = json.loads(evals[-1].read_text()).get("edit_ratio_hist")
         results[m] = row
     return results
 
 
+def report(results: dict, rules=None) -> tuple[dict, str]:
+    """An ablation's JSON (its results plus `_findings`) and markdown (the table, then the findings check)."""
+    from . import findings
+
+    found = findings.check(results, rules)
+    return ({**results, "_findings": findings.as_json(found, rules)},
+            markdown(results) + "\n" + findings.markdown(found, rules))
+
+
+def save_report(folder: Path, doc: dict, md: str) -> None:
+    """ablation.json and ablation.md beside the runs they aggregate, whether or not --json / --md were given:
+    the app's Ablation page and a later `score findings` find them there."""
+    from .runs import atomic_write_json, atomic_write_text
+
+    atomic_write_json(Path(folder) / "ablation.json", doc)
+    atomic_write_text(Path(folder) / "ablation.md", md)
+
+
 def markdown(results: dict) -> str:
     """The paper-style table: mean ± std over seeds, with the paper's numbers beside ours."""
     meta = results.get("_meta", {})
-    lines = [f"World `{meta.get('world')}`, {meta.get('seeds')} seeds, evaluation: {meta.get('eval')}; "
-             f"wall time {meta.get('wall_seconds')} s"
+    lines = [f"World `{meta.get('world')}`, {meta.get('seeds')} seeds, evaluation: {meta.get('eval')}"
+             + (f"; wall time {meta['wall_seconds']} s" if meta.get("wall_seconds") is not None else "")
              + (f" ({meta['runs_kept']} finished runs kept from an earlier invocation)" if meta.get("runs_kept") else "")
              + ". Values are fractions of all test episodes, except the split answer-change rates (of the "
              "episodes whose first attempt was right, and of those whose first attempt was wrong); "

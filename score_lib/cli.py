@@ -239,7 +239,8 @@ def _eval_scaling(args, cfg, model, tok, ks: list[int]) -> int:
 
 def cmd_ablate(args) -> int:
     from . import findings
-    from .ablate import markdown, run_ablation
+    from .ablate import report, run_ablation, save_report
+    from .reevaluate import reeval_dir
 
     for o in args.overrides:
         if "=" not in o:
@@ -262,13 +263,14 @@ def cmd_ablate(args) -> int:
                                    args.overrides, args.workers)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    found = findings.check(results, rules)
-    table = markdown(results) + "\n" + findings.markdown(found, rules)
+    doc, table = report(results, rules)
     print(table)
+    folder = reeval_dir(Path(args.out), args.reevaluate) if args.reevaluate else Path(results["_meta"]["runs"])
+    save_report(folder, doc, table)
     if args.md:
         Path(args.md).write_text(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({**results, "_findings": findings.as_json(found, rules)}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -85,12 +85,18 @@ def value_se(row: dict, key: str) -> float:
     return row[key]["std"] / math.sqrt(k) if k > 1 else _sampling_se(row, key)
 
 
+def paired(results: dict, a: str, b: str, key: str) -> bool:
+    """Do two rows hold the same seeds (their "seeds" lists; rows written without one: seeds 0..k-1)?"""
+    ka, kb = (len(results[m][key]["per_seed"]) for m in (a, b))
+    return results[a].get("seeds", list(range(ka))) == results[b].get("seeds", list(range(kb)))
+
+
 def diff_se(results: dict, a: str, b: str, key: str) -> tuple[float, float]:
     """Method a minus method b in `key`, and the standard error of that difference: paired by seed when both
     have the same two or more seeds; otherwise from each mean's own error, as if independent."""
     xa, xb = results[a][key]["per_seed"], results[b][key]["per_seed"]
     diff = _m(results[a], key) - _m(results[b], key)
-    if len(xa) == len(xb) > 1:
+    if paired(results, a, b, key) and len(xa) > 1:
         return diff, mean_std([x - y for x, y in zip(xa, xb)])["std"] / math.sqrt(len(xa))
     return diff, math.hypot(value_se(results[a], key), value_se(results[b], key))
 
@@ -129,9 +135,12 @@ def above(results: dict, m: str, o: str, key: str = "delta") -> Claim:
     if m not in results or o not in results:
         return Claim(text, "not run", "")
     d, se = diff_se(results, m, o, key)
-    per = [f"{x - y:+.3f}" for x, y in zip(results[m][key]["per_seed"], results[o][key]["per_seed"])]
+    per = ""
+    if paired(results, m, o, key):
+        per = "; per seed " + ", ".join(f"{x - y:+.3f}" for x, y in zip(results[m][key]["per_seed"],
+                                                                        results[o][key]["per_seed"]))
     return Claim(text, _versus(d, se), f"{_m(results[m], key):+.3f} vs {_m(results[o], key):+.3f} "
-                                       f"(difference {d:+.3f}, SE {se:.3f}; per seed {', '.join(per)})")
+                                       f"(difference {d:+.3f}, SE {se:.3f}{per})")
 
 
 def near_zero(results: dict, m: str, rules: Rules) -> Claim:

@@ -56,10 +56,14 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text so readers never see a half-written file."""
+    _atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
 def atomic_write_json(path: Path, obj) -> None:
     """Write ``obj`` as JSON so readers never see a half-written file (old or new, nothing between)."""
-    text = json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=True) + "\n"
-    _atomic_write_bytes(Path(path), text.encode("utf-8"))
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=True) + "\n")
 
 
 def _append_lines(path: Path, records: list[dict]) -> None:

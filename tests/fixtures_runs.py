@@ -9,6 +9,7 @@ exactly the shape a real `score train` run has (only the values are made up). To
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -220,6 +221,32 @@ def append_steps(run_dir: Path, first: int, count: int) -> int:
     return first + count - 1
 
 
+# ---------------------------------------------------------------- an ablation folder
+
+ABLATION = "ablate-toy"  # a `score ablate` folder inside the store (not a run: the Ablation page reads it)
+# method -> (stage, alpha, step) whose _rates its synthetic evaluation follows; base and Pair-SFT+ stay at step 0
+ABLATION_METHODS = {"base": ("score", 10.0, 0), "pair-sft-plus": ("stage1", 0.0, 20), "st-rl": ("stage1", 0.0, 40),
+                    "mt-rl": ("stage2", 0.0, 60), "score": ("stage2", 10.0, 60)}
+
+
+def make_ablation(folder: Path, seeds: int = 2) -> Path:
+    """Final reports (`<method>-s<seed>.json`) of a small ablation, its plan, and seed 0's evaluation files
+    (where the page finds each method's edit-ratio histogram)."""
+    from score_lib.ablate import PLAN_FILE
+    from score_lib.evaluate import json_row
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PLAN_FILE).write_text(json.dumps({"world": "toy", "seeds": seeds, "methods": list(ABLATION_METHODS)}))
+    for n, (method, (stage, alpha, step)) in enumerate(ABLATION_METHODS.items()):
+        for seed in range(seeds):
+            m, _ = _eval(step, 60, stage, alpha, random.Random(100 * n + seed), n=256)
+            (folder / f"{method}-s{seed}.json").write_text(json.dumps(json_row({**m, "method": method})))
+            if seed == 0:
+                (folder / f"{method}-s0" / "evals").mkdir(parents=True, exist_ok=True)
+                (folder / f"{method}-s0" / "evals" / "00000060.json").write_text(json.dumps(m))
+    return folder
+
+
 # ---------------------------------------------------------------- the fixture set
 
 
@@ -239,6 +266,7 @@ def make_fixture(root: Path | str) -> dict[str, Path]:
     (root / CORRUPT / "config.json").write_text("{not json")
     (root / EMPTY).mkdir(exist_ok=True)
     paths[CORRUPT], paths[EMPTY] = root / CORRUPT, root / EMPTY
+    paths[ABLATION] = make_ablation(root / ABLATION)
     return paths
 
 

@@ -39,9 +39,10 @@ PAGES = [
     (f"collapse?run={fx.MTRL}", "Behaviour collapse", 4, "collapse"),
     (f"shaping?run={fx.FINISHED}", "Reward shaping explorer", 3, "shaping"),
     ("compare", "Compare runs", 2, "compare"),
+    ("ablation", "Ablation", 1, "ablation"),
     (f"live?run={fx.CORRUPT}", "Live training", 0, None),
 ]
-DOCS = {"live", "traces", "collapse", "compare"}  # the screenshots that go to $SCORE_SAVE_SCREENSHOTS
+DOCS = {"live", "traces", "collapse", "compare", "ablation"}  # the screenshots that go to $SCORE_SAVE_SCREENSHOTS
 
 
 def _free_port() -> int:

@@ -152,6 +152,11 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     assert again.stdout.strip() and again.stdout.strip() in (tmp_path / "abl.md").read_text()
     bad = score("findings", str(tmp_path / "abl.md"), check=False)
     assert bad.returncode == 2 and "abl.md: not JSON" in bad.stderr
+    # the folder keeps the plan it ran and the same report without --json / --md (the app reads them there)
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text()) == results
+    assert (tmp_path / "abl" / "ablation.md").read_text() == (tmp_path / "abl.md").read_text()
+    plan = json.loads((tmp_path / "abl" / "ablation_plan.json").read_text())
+    assert (plan["world"], plan["seeds"], plan["methods"]) == ("toy-chain", 2, ["base", "st-rl", "star-stage2"])
     stages = {m["stage"] for m in read_metrics(tmp_path / "abl" / "star-stage2-s0")}
     assert "stage1" in stages and any(s.startswith("round") for s in stages)  # RL Stage I, then STaR
     assert "SCoRe, STaR in Stage II" in (tmp_path / "abl.md").read_text() and "Base model" in out.stdout
@@ -194,8 +199,11 @@ def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(
     # another protocol: 3 samples per problem on 4 problems, written to its own folder
     score(*args, "--reevaluate", "eval_samples=3", "--reevaluate", "eval_problems=4", "--json", str(tmp_path / "s3.json"))
     folder = tmp_path / "abl" / "reeval-eval_problems-4-eval_samples-3"
-    assert sorted(p.name for p in folder.glob("*.json")) == ["base-s0.json", "base-s1.json", "st-rl-s0.json",
-                                                              "st-rl-s1.json"]
+    assert sorted(p.name for p in folder.glob("*.json")) == ["ablation.json", "base-s0.json", "base-s1.json",
+                                                              "st-rl-s0.json", "st-rl-s1.json"]
+    # that protocol's table is kept beside its reports, not over the trained runs' one
+    assert json.loads((folder / "ablation.json").read_text())["st-rl"] == json.loads((tmp_path / "s3.json").read_text())["st-rl"]
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["st-rl"] == trained["st-rl"]
     row = json.loads((folder / "st-rl-s0.json").read_text())
     assert row["n_problems"] == 12 and row["model"].endswith("step-00000002/model")  # the final checkpoint
     assert json.loads((folder / "base-s0.json").read_text())["n_problems"] == 12
