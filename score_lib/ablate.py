@@ -159,6 +159,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     from tqdm import tqdm
 
     from .config import build_config
+    from .runs import atomic_write_json
     from .trainer import _resolve_model
 
     methods = checked_request(world, methods)
@@ -173,8 +174,6 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     threads = max(1, (os.cpu_count() or 1) // workers)
     states = {(m, s): job_state(world, m, s, out, extra) for s in range(seeds) for m in methods}
     jobs = jobs_to_run(states)
-    from .runs import atomic_write_json
-
     # what this invocation will run, so that a reader (the app's Ablation page) can tell done from planned
     atomic_write_json(out / PLAN_FILE, {"world": world, "seeds": seeds, "methods": methods, "extra": extra,
                                         "started": time.time()})

@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                         "earlier ones lack (e.g. the base row for a run of a few methods)")
     p.add_argument("--rule", metavar="KEY=VALUE", action="append", default=[],
                    help="a threshold of the check (small_fraction, near_zero, collapse_ratio; repeatable)")
+    p.add_argument("--each", action="store_true",
+                   help="check each file on its own and print one line per file (a scorecard of several ablations)")
     p.add_argument("--md", metavar="FILE", help="also write the findings table here")
 
     p = sub.add_parser("runs", help="list the runs in the run store")
@@ -279,13 +281,16 @@ def cmd_findings(args) -> int:
 
     try:
         rules = findings.rules_from(args.rule)
-        results = {}
-        for f in args.json_files:
-            results = {**findings.load(f), **results}  # the first file that has a method gives its row
-        found = findings.check(results, rules)
+        loaded = {f: findings.load(f) for f in args.json_files}
+        if args.each:
+            table = findings.scorecard({Path(f).name: (r, findings.check(r, rules)) for f, r in loaded.items()})
+        else:
+            results = {}
+            for r in loaded.values():
+                results = {**r, **results}  # the first file that has a method gives its row
+            table = findings.markdown(findings.check(results, rules), rules)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    table = findings.markdown(found, rules)
     print(table)
     if args.md:
         Path(args.md).write_text(table)

@@ -3,10 +3,11 @@
 Input: what `score ablate` aggregates ({method: {metric: {"mean", "std", "per_seed"}}, "delta_stderr",
 "n_problems"}), from a run or from a recorded JSON. Output: per finding, its claims, each with a status and
 the numbers behind it, so that a table says where a finding does not appear instead of leaving it to the
-reader. A comparison counts only when the difference exceeds its standard error. With two or more seeds that
-is the seeds' own: paired by seed for a difference (each seed's value carries its evaluation's sampling noise,
-and two methods of one seed are evaluated on the same problems with the same sampling seed, so pairing
-removes what they share). With one seed it is the sampling error of the test episodes. Words of the issue
+reader. A claim counts only when its number clears its standard error. A difference between two methods
+uses the seeds' own error, paired by seed (each seed's value carries its evaluation's sampling noise, and two
+methods of one seed are evaluated on the same problems with the same sampling seed, so pairing removes what
+they share); with one seed, the two evaluations' sampling errors. One method's value (the sign of Delta) uses
+the larger of its seeds' error and its test episodes' sampling error. Words of the issue
 without a number ("a small fraction", "close to 0", "much larger") are `Rules` fields, stated in every table.
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Finding:
     def tally(self) -> str:
         """The verdict with how many checked claims hold, e.g. "in part (4 of 5)"."""
         checked = [c.status for c in self.claims if c.status != "not run"]
-        if self.verdict in ("yes", "not run") and len(checked) in (0, len(self.claims)):
+        if len(checked) <= 1 or (self.verdict == "yes" and len(checked) == len(self.claims)):
             return self.verdict
         return f"{self.verdict} ({sum(s == 'yes' for s in checked)} of {len(checked)} hold)"
 
@@ -80,9 +81,10 @@ def _sampling_se(row: dict, key: str) -> float:
 
 
 def value_se(row: dict, key: str) -> float:
-    """Standard error of one row's mean over its seeds (one seed: the sampling one of its test episodes)."""
+    """Standard error of one row's mean: over its seeds, but never below the sampling error of its test
+    episodes (seeds evaluated greedily on the same problems repeat one number and would claim none)."""
     k = len(row[key]["per_seed"])
-    return row[key]["std"] / math.sqrt(k) if k > 1 else _sampling_se(row, key)
+    return max(row[key]["std"] / math.sqrt(k), _sampling_se(row, key))
 
 
 def paired(results: dict, a: str, b: str, key: str) -> bool:
@@ -233,15 +235,26 @@ def check(results: dict, rules: Rules | None = None) -> list[Finding]:
 def markdown(found: list[Finding], rules: Rules | None = None) -> str:
     """One row per claim; each finding's verdict on its first row."""
     rules = rules or Rules()
-    lines = ["Findings (issue 3). A comparison holds when the difference exceeds its standard error (over the "
-             "seeds, paired by seed; with one seed, the sampling error of the test episodes; \"tie\" within it); "
-             "rules: "
+    lines = ["Findings (issue 3). A claim holds when its number clears its standard error (\"tie\" within it): "
+             "differences between methods over the seeds, paired by seed (one seed: sampling error); one "
+             "method's value, the larger of its seeds' and its test episodes' sampling error. Rules: "
              + ", ".join(f"{f.name} {getattr(rules, f.name):g}" for f in fields(rules)) + ".", "",
              "| finding | holds? | claim | status | numbers |", "|---|---|---|---|---|"]
     for f in found:
         for i, c in enumerate(f.claims):
             head = f"{f.number}. {f.title} | **{f.tally}**" if i == 0 else " | "
             lines.append(f"| {head} | {c.text} | {c.status} | {c.numbers or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def scorecard(checked: dict[str, tuple[dict, list[Finding]]]) -> str:
+    """One row per ablation ({name: (results, findings)}): its world, seeds and each finding's verdict."""
+    lines = ["| ablation | world | seeds | " + " | ".join(str(n) for n in range(1, 6)) + " |",
+             "|---|---|---|" + "---|" * 5]
+    for name, (results, found) in checked.items():
+        meta = results.get("_meta", {})
+        lines.append(f"| {name} | {meta.get('world', '-')} | {meta.get('seeds', '-')} | "
+                     + " | ".join(f.tally for f in found) + " |")
     return "\n".join(lines) + "\n"
 
 

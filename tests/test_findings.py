@@ -146,3 +146,11 @@ def test_json_and_rules_refusals(tmp_path):
     bad.write_text(json.dumps({"scor": {}}))
     with pytest.raises(ValueError, match="unknown method 'scor'"):
         F.load(bad)
+
+
+def test_scorecard_has_one_row_per_ablation_with_each_findings_tally():
+    good, bad = paper_like(), paper_like()
+    bad["score"] = row(i2c=0.01, c2i=0.05)
+    card = F.scorecard({"good.json": (good, F.check(good)), "bad.json": (bad, F.check(bad))}).splitlines()
+    assert card[2].endswith("| yes | yes | yes | yes | yes |")
+    assert card[3].startswith("| bad.json |") and card[3].split(" | ")[-1].startswith("no (0 of 5 hold)")
