@@ -133,6 +133,20 @@ pd.DataFrame({ABLATIONS[m][0]: {"answer changed": means[m]["answer_change_rate"]
                                 "fix rate": means[m].get("fix_rate")} for m in METHODS}).T.round(3)
 
 # %% [markdown]
+# ## The paper's findings, checked claim by claim
+#
+# `score ablate` ends with this check (`score_lib.findings`; `score findings FILE` runs it on any recorded
+# table): each of the paper's five findings split into claims, each claim with its numbers and whether it
+# clears its standard error. This notebook runs one seed and no base or SFT rows, so the findings that need
+# those say "not run"; `score ablate --seeds 3` runs them all (RESULTS.md has the check for every recorded
+# table).
+
+# %%
+from score_lib import findings
+
+display(Markdown(findings.markdown(findings.check(results))))
+
+# %% [markdown]
 # ## The finding (checked in full mode)
 #
 # SCoRe's Delta is above multi-turn RL's: the two stages and the bonus buy self-correction that naive
