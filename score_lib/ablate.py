@@ -255,6 +255,31 @@ def aggregate(out: Path, methods: list[str], seeds: int | dict[str, list[int]]) 
     return results
 
 
+def folder_results(out: Path) -> dict:
+    """The table of an ablation folder as it stands: every finished run, each method over its own seeds,
+    `_meta` from the folder's plan (or its finished ablation.json) and its runs' evaluation protocol. Works
+    while the ablation still runs; raises ValueError naming the folder when no run has finished."""
+    out = Path(out)
+    done = finished_runs(out)
+    if not done:
+        raise ValueError(f"{out}: no finished run of an ablation (no <method>-s<seed>.json report)")
+    results = aggregate(out, list(done), done)
+    meta = {}
+    for name in (PLAN_FILE, "ablation.json"):
+        try:
+            doc = json.loads((out / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        meta = doc if name == PLAN_FILE else {**doc.get("_meta", {}), "methods": [m for m in doc if m[0] != "_"]}
+        break
+    first = out / f"{next(iter(done))}-s{done[next(iter(done))][0]}" / "config.json"
+    results["_meta"] = {"world": meta.get("world", "not recorded"), "seeds": len({s for ss in done.values() for s in ss}),
+                        "planned_runs": len(meta.get("methods", [])) * meta.get("seeds", 0) or None,
+                        "finished_runs": sum(len(s) for s in done.values()), "runs": str(out),
+                        "eval": eval_protocol(json.loads(first.read_text())) if first.exists() else "not recorded"}
+    return results
+
+
 def report(results: dict, rules=None) -> tuple[dict, str]:
     """An ablation's JSON (its results plus `_findings`) and markdown (the table, then the findings check)."""
     from . import findings

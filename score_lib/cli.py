@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("findings", help="check a recorded ablation (its --json file) for the paper's five findings")
     p.add_argument("json_files", metavar="FILE", nargs="+",
-                   help="JSON file(s) written by `score ablate --json`; a later file only adds the methods the "
-                        "earlier ones lack (e.g. the base row for a run of a few methods)")
+                   help="JSON file(s) written by `score ablate --json`, or an ablation's --out folder (its finished "
+                        "runs, also mid-run); a later one only adds the methods the earlier ones lack (e.g. the base "
+                        "row for a run of a few methods)")
     p.add_argument("--rule", metavar="KEY=VALUE", action="append", default=[],
                    help="a threshold of the check (small_fraction, near_zero, collapse_ratio; repeatable)")
     p.add_argument("--each", action="store_true",

@@ -264,12 +264,15 @@ def as_json(found: list[Finding], rules: Rules | None = None) -> dict:
 
 
 def load(path) -> dict:
-    """An ablation's results from its --json file, refused with the file, method and field at fault."""
+    """An ablation's results from its --json file, or from its folder as it stands (finished runs only);
+    refused with the file, method and field at fault."""
     import json
     from pathlib import Path
 
-    from .ablate import ABLATIONS
+    from .ablate import ABLATIONS, folder_results
 
+    if Path(path).is_dir():
+        return folder_results(Path(path))
     try:
         results = json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:

@@ -75,7 +75,7 @@ def reinforce_kl_loss(logits: torch.Tensor, ref_logits: torch.Tensor, batch: dic
         probs = torch.softmax(logits[:, :-1].float(), dim=-1)
         entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
         tokens = masks.sum(dim=(1, 2)).clamp(min=1)
-        stats = {"loss": float(loss), "pg_loss": float(pg_terms.sum())}
+        stats = {"loss": loss.item(), "pg_loss": pg_terms.sum().item()}
         for j in range(k):
             stats[f"kl_t{j + 1}"] = float(kl_terms[j])
             stats[f"entropy_t{j + 1}"] = float((entropy * masks[j]).sum() / tokens[j])

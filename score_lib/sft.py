@@ -137,7 +137,7 @@ def train_sft(trainer, method: str | None = None, first_step: int = 0) -> None:
             trainer.accelerator.clip_grad_norm_(trainer.model.parameters(), cfg.max_grad_norm)
             trainer.opt.step()
             step += 1
-            record = {"step": step, "stage": f"round{r + 1}", "loss": float(loss), "sft_examples": len(data),
+            record = {"step": step, "stage": f"round{r + 1}", "loss": loss.item(), "sft_examples": len(data),
                       "time": round(time.time() - trainer.t0, 3)}
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 record.update(trainer.eval_and_log(step))
@@ -146,7 +146,7 @@ def train_sft(trainer, method: str | None = None, first_step: int = 0) -> None:
             trainer.writer.log_metrics(record)
             trainer.writer.set_status("running", step=step)
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", examples=len(data))
+            bar.set_postfix(loss=f"{loss.item():.3f}", examples=len(data))
         if cfg.checkpoint_every and step < cfg.steps:
             trainer.save_checkpoint(step)
     bar.close()

@@ -150,6 +150,7 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     assert found[2]["verdict"] == "not run"  # no multi-turn RL in this ablation
     again = score("findings", str(tmp_path / "abl.json"))
     assert again.stdout.strip() and again.stdout.strip() in (tmp_path / "abl.md").read_text()
+    assert score("findings", str(tmp_path / "abl")).stdout == again.stdout  # the folder's finished runs: the same
     card = score("findings", "--each", str(tmp_path / "abl.json"), str(tmp_path / "abl" / "ablation.json")).stdout
     rows = [ln.split(" | ") for ln in card.splitlines()[2:] if ln.strip()]
     assert [r[0] for r in rows] == ["| abl.json", "| ablation.json"] and rows[0][1:] == rows[1][1:]  # one ablation

@@ -36,41 +36,26 @@ def _running(folder: Path) -> bool:
     return any(r["state"] == "running" for r in list_runs(folder))
 
 
-def _plan(folder: Path) -> dict:
-    for name in (ablate.PLAN_FILE, "ablation.json"):  # the plan, or the finished table's _meta
-        try:
-            doc = json.loads((folder / name).read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        return doc if name == ablate.PLAN_FILE else {**doc.get("_meta", {}),
-                                                      "methods": [m for m in doc if not m.startswith("_")]}
-    return {}
-
-
 def _body(folder_s: str, was_live: bool) -> None:
     folder = Path(folder_s)
     if was_live and not _running(folder):
         st.rerun()  # the last run ended: redraw once without the timer
-    plan, done = _plan(folder), ablate.finished_runs(folder)
-    n_done = sum(len(s) for s in done.values())
-    planned = len(plan.get("methods", [])) * plan.get("seeds", 0)
-    if planned:
-        st.progress(min(1.0, n_done / planned), text=f"{n_done} of {planned} runs finished")
-    else:
-        st.caption(f"{n_done} runs finished")
-    if not done:
+    try:
+        results = ablate.folder_results(folder)
+    except ValueError:
         st.info("No run of this ablation has finished yet." + (" (refreshing)" if was_live else ""))
         return
-    try:
-        results = ablate.aggregate(folder, list(done), done)
     except (OSError, KeyError, json.JSONDecodeError) as e:
         st.error(f"{folder}: a run report could not be read: {e}")
         return
-    config = folder / f"{next(iter(done))}-s{done[next(iter(done))][0]}" / "config.json"
-    seeds = sorted({s for ss in done.values() for s in ss})
-    results["_meta"] = {"world": plan.get("world", "not recorded"), "seeds": len(seeds),
-                        "eval": ablate.eval_protocol(json.loads(config.read_text())) if config.exists() else "not recorded"}
-    uneven = {m: s for m, s in done.items() if s != seeds}
+    meta = results["_meta"]
+    if meta["planned_runs"]:
+        st.progress(min(1.0, meta["finished_runs"] / meta["planned_runs"]),
+                    text=f"{meta['finished_runs']} of {meta['planned_runs']} runs finished")
+    else:
+        st.caption(f"{meta['finished_runs']} runs finished")
+    seeds = sorted({s for m in results if m[0] != "_" for s in results[m]["seeds"]})
+    uneven = {m: r["seeds"] for m, r in results.items() if m[0] != "_" and r["seeds"] != seeds}
     if uneven:
         st.caption("Not every method has every seed yet: " + "; ".join(
             f"{ablate.ABLATIONS[m][0]} {', '.join(map(str, s))}" for m, s in uneven.items())
@@ -78,7 +63,8 @@ def _body(folder_s: str, was_live: bool) -> None:
     st.markdown(ablate.markdown(results))
     st.subheader("The paper's findings")
     st.markdown(findings.markdown(findings.check(results)))
-    hists = {ablate.ABLATIONS[m][0]: results[m]["edit_ratio_hist"] for m in done if results[m].get("edit_ratio_hist")}
+    hists = {ablate.ABLATIONS[m][0]: r["edit_ratio_hist"] for m, r in results.items()
+             if m[0] != "_" and r.get("edit_ratio_hist")}
     if hists:
         st.plotly_chart(figures.fig_edit_ratio_hist(hists, "Edit-distance ratio between attempts (first seed)"),
                         key="abl-hist")
