@@ -39,10 +39,12 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
 # evaluation samples 4 answers per problem at temperature 1 (docs/toy_world.md says why).
 # lr 2e-4 and beta2 1.0 are the toy world's shared defaults (RESULTS.md, issue 3 probes): at lr 1e-4 the
 # 60 small steps barely move either attempt, and beta2 0.1 on 22-token attempts let attempt 1 drift by
-# 0.1-0.3 nats during Stage I, which is not the strong pin Eq. 3 asks for.
+# 0.1-0.3 nats during Stage I, which is not the strong pin Eq. 3 asks for. sft_lr 3e-4 (every SFT
+# baseline's, and STaR's in Stage II): at 1e-4 the SFT+ baselines half-fit their own traces, Pair-SFT+
+# collapsing with Delta -0.045 where the paper's ends at 0 (RESULTS.md, 2026-12-03 thirteenth session).
 ABLATION_BUDGET = {"steps": 60, "stage1_steps": 20, "batch_prompts": 8, "samples_per_prompt": 4,
-                   "lr": 2e-4, "beta2": 1.0, "eval_every": 0, "checkpoint_every": 0, "eval_problems": 256,
-                   "eval_samples": 4}
+                   "lr": 2e-4, "sft_lr": 3e-4, "beta2": 1.0, "eval_every": 0, "checkpoint_every": 0,
+                   "eval_problems": 256, "eval_samples": 4}
 # The default world is the pick world (tasks.toy_pick): its check is easier than its solution, which is
 # where the paper's findings appear (RESULTS.md, "A base between the two"); a checked second attempt that
 # scans again runs to about 50 tokens with 5 numbers, 60 with 6. The chain world, whose base never

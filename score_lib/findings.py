@@ -60,7 +60,7 @@ class Finding:
 
     @property
     def tally(self) -> str:
-        """The verdict with how many checked claims hold, e.g. "in part (4 of 5)"."""
+        """The verdict with how many checked claims hold, e.g. "in part (4 of 5 hold)"."""
         checked = [c.status for c in self.claims if c.status != "not run"]
         if len(checked) <= 1 or (self.verdict == "yes" and len(checked) == len(self.claims)):
             return self.verdict
