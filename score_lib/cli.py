@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="a threshold of the check (small_fraction, near_zero, collapse_ratio; repeatable)")
     p.add_argument("--each", action="store_true",
                    help="check each file on its own and print one line per file (a scorecard of several ablations)")
+    p.add_argument("--pool", action="store_true",
+                   help="check the files as one ablation: each method's seeds from every file side by side (more "
+                        "seeds, or the same seeds recorded on another machine)")
     p.add_argument("--md", metavar="FILE", help="also write the findings table here")
 
     p = sub.add_parser("runs", help="list the runs in the run store")
@@ -174,7 +177,7 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from .evaluate import evaluate
-    from .policy import load_policy
+    from .policy import load_for_eval
     from .tasks import make_task
     from .trainer import _resolve_model
 
@@ -193,7 +196,7 @@ def cmd_eval(args) -> int:
 
         return cmd_repair(args, cfg, _row)
     ks = _parse_ks(args.scaling) if args.scaling else None  # refuse bad input before loading a model
-    model, tok = load_policy(_resolve_model(cfg))
+    model, tok = load_for_eval(_resolve_model(cfg), cfg)
     if ks:
         return _eval_scaling(args, cfg, model, tok, ks)
     metrics, _ = evaluate(model, tok, make_task(cfg), cfg, limit=args.limit, progress=True)
@@ -283,8 +286,12 @@ def cmd_findings(args) -> int:
     try:
         rules = findings.rules_from(args.rule)
         loaded = {f: findings.load(f) for f in args.json_files}
+        if args.each and args.pool:
+            raise ValueError("--each and --pool: pick one (each file on its own, or all of them as one)")
         if args.each:
             table = findings.scorecard({Path(f).name: (r, findings.check(r, rules)) for f, r in loaded.items()})
+        elif args.pool:
+            table = findings.markdown(findings.check(findings.pool(loaded), rules), rules)
         else:
             results = {}
             for r in loaded.values():

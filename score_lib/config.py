@@ -33,7 +33,7 @@ class TrainConfig:
     model: str = "toy-base"
     """Hub id, local folder, GGUF file, a registered name (smollm2-135m), or toy-base (built if missing)."""
     dtype: str = "auto"
-    """auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16."""
+    """auto (bf16 on GPU, fp32 on CPU and for the toy world everywhere), float32 or bfloat16."""
     seed: int = 0
     """Seed of problem order, sampling and initial weights."""
     steps: int = 200

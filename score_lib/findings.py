@@ -294,6 +294,37 @@ def load(path) -> dict:
     return results
 
 
+def pool(recordings: dict[str, dict]) -> dict:
+    """Several recordings of one ablation (more seeds, or the same seeds drawn by another machine's sampling
+    stream) checked as one: each method's per-seed values side by side, its seeds labelled by recording
+    ("1:0" is seed 0 of the second file), so that methods recorded in every file still pair seed by seed.
+    Refused, naming the file, where the recordings differ in world or in test episodes per seed."""
+    names = list(recordings)
+    world = recordings[names[0]].get("_meta", {}).get("world")
+    rows: dict[str, list[tuple[int, dict]]] = {}
+    for i, name in enumerate(names):
+        r = recordings[name]
+        if r.get("_meta", {}).get("world") != world:
+            raise ValueError(f"{name}: world {r.get('_meta', {}).get('world')!r}, but {names[0]} is {world!r}: "
+                             "pool recordings of one world")
+        for m, row in r.items():
+            if m.startswith("_"):
+                continue
+            if m in rows and rows[m][0][1]["n_problems"] != row["n_problems"]:
+                raise ValueError(f"{name}: method {m!r} has {row['n_problems']} test episodes per seed, "
+                                 f"{names[rows[m][0][0]]} {rows[m][0][1]['n_problems']}: pool equal evaluations")
+            rows.setdefault(m, []).append((i, row))
+    pooled = {"_meta": {"world": world, "pooled": names}}
+    for m, parts in rows.items():
+        keys = [k for k, v in parts[0][1].items() if isinstance(v, dict) and "per_seed" in v
+                and all(isinstance(r.get(k), dict) for _, r in parts)]
+        pooled[m] = {k: mean_std([x for _, r in parts for x in r[k]["per_seed"]]) for k in keys}
+        pooled[m]["seeds"] = [f"{i}:{s}" for i, r in parts
+                              for s in r.get("seeds", range(len(r["delta"]["per_seed"])))]
+        pooled[m]["n_problems"] = parts[0][1]["n_problems"]
+    return pooled
+
+
 def rules_from(overrides: list[str]) -> Rules:
     """Rules from KEY=VALUE strings; an unknown key or a value that is not a positive number is refused by name."""
     names = {f.name for f in fields(Rules)}

@@ -83,7 +83,10 @@ def load_policy(spec: str, dtype: torch.dtype | None = None):
     from .models import resolve  # imported here: models -> toy_base -> policy
 
     spec = resolve(spec)  # a registered name (smollm2-135m) -> its local file; never downloads
-    kwargs = {"dtype": dtype or torch.float32}
+    # use_kernels False: transformers >= 5.2x swaps layers for kernels fetched from the hub when the
+    # `kernels` package is installed (it is one of transformers' own requirements): on a GPU that needs the
+    # network at train() and changes the numerics from one machine to the next (seen on an H200, 2026-12-04)
+    kwargs = {"dtype": dtype or torch.float32, "use_kernels": False}
     gguf = _gguf_location(spec)
     if gguf:
         folder, name = gguf
@@ -103,6 +106,27 @@ def load_policy(spec: str, dtype: torch.dtype | None = None):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model, tok
+
+
+def compute_dtype(cfg) -> torch.dtype:
+    """A TrainConfig's dtype: bf16 on GPU, fp32 on CPU unless the config names one. The toy world stays
+    fp32 on a GPU too: its model is ~1M parameters, so bf16 saves nothing, and its lr-2e-4 Adam steps are
+    one or two of bf16's rounding steps on its ~0.02 weights and a fortieth of one on its ~1.0 norm gains,
+    which would never move: a GPU table would be a different experiment from the CPU one."""
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and cfg.task != "toy" else torch.float32
+    return getattr(torch, cfg.dtype)
+
+
+def accelerator_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_for_eval(spec: str, cfg):
+    """(model, tokenizer) for the commands that only evaluate (score eval, --reevaluate, repair): in the
+    config's dtype and on the GPU when there is one, as the trainer's own evaluations are."""
+    model, tok = load_policy(spec, dtype=compute_dtype(cfg))
+    return model.to(accelerator_device()), tok
 
 
 def add_lora(model, r: int = 16, alpha: int = 32, targets: str = "all-linear", dropout: float = 0.0):

@@ -69,7 +69,7 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
     from tqdm import tqdm
 
     from .evaluate import evaluate, json_row
-    from .policy import load_policy
+    from .policy import load_for_eval
     from .runs import atomic_write_json
     from .tasks import make_eval_task
 
@@ -91,7 +91,7 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
         run = out / f"{m}-s{s}"
         cfg = run_config(run, parsed)
         path = run_model(run, cfg)
-        model, tok = load_policy(path)
+        model, tok = load_for_eval(path, cfg)
         metrics, _ = evaluate(model, tok, make_eval_task(cfg), cfg, seed=cfg.seed)
         atomic_write_json(target, {**json_row(metrics), "model": path, "run": str(run), "overrides": parsed})
     results = aggregate(dest, methods, seeds)

@@ -138,7 +138,7 @@ def _rate(x) -> str:
 
 def cmd_repair(args, cfg, paper_row) -> int:
     """`score eval --repair FILE` / `--write-first-attempts FILE`; input is checked before a model loads."""
-    from .policy import load_policy
+    from .policy import load_for_eval
     from .tasks import make_task
     from .trainer import _resolve_model
 
@@ -163,7 +163,7 @@ def cmd_repair(args, cfg, paper_row) -> int:
             problems = task.problems(args.split or "test", args.limit or cfg.eval_problems)
         except ValueError as e:
             raise ConfigError(f"--split: {e}") from None
-    model, tok = load_policy(_resolve_model(cfg))
+    model, tok = load_for_eval(_resolve_model(cfg), cfg)
     if not args.repair:
         n, acc = write_first_attempts(model, tok, task, cfg, args.write_first_attempts, problems,
                                       only_wrong=args.only_wrong, progress=True)

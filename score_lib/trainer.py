@@ -32,7 +32,7 @@ from .episodes import collate
 from .evaluate import evaluate, instructions_for, json_row, outcomes
 from .losses import attempt_tail, reinforce_kl_loss
 from .metrics import pair_metrics
-from .policy import Reference, add_lora, load_policy
+from .policy import Reference, add_lora, compute_dtype, load_policy
 from .rollout import continue_episodes, grade, rollout
 from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
 from .tasks import make_eval_task, make_task
@@ -92,7 +92,7 @@ class Trainer:
         self.eval_task = make_eval_task(cfg, self.task)
         torch.manual_seed(cfg.seed)
         with self.accelerator.local_main_process_first():  # one process per machine builds or fetches the model
-            model, self.tok = load_policy(_resolve_model(cfg), dtype=_dtype(cfg))
+            model, self.tok = load_policy(_resolve_model(cfg), dtype=compute_dtype(cfg))
         if cfg.lora:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
         if cfg.gradient_checkpointing:
@@ -116,7 +116,7 @@ class Trainer:
             from .models import resolve
             from .rollout_vllm import VLLMRollout
 
-            self.vllm = VLLMRollout(resolve(_resolve_model(cfg)), self.tok, model, _dtype(cfg), cfg.seed,
+            self.vllm = VLLMRollout(resolve(_resolve_model(cfg)), self.tok, model, compute_dtype(cfg), cfg.seed,
                                     cfg.vllm_gpu_memory)
             if self.start_step:
                 self.vllm.sync_weights(self.policy)
@@ -343,13 +343,6 @@ def _resolve_model(cfg: TrainConfig) -> str:
     base = default_base(cfg.toy_kind, digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops,
                         n_numbers=cfg.toy_numbers, instruction=cfg.instruction, **cap)
     return str(build_toy_base(base))
-
-
-def _dtype(cfg: TrainConfig) -> torch.dtype:
-    """bf16 on GPU, fp32 on CPU unless the config names one."""
-    if cfg.dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return getattr(torch, cfg.dtype)
 
 
 def _versions() -> dict:

@@ -156,6 +156,10 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     assert [r[0] for r in rows] == ["| abl.json", "| ablation.json"] and rows[0][1:] == rows[1][1:]  # one ablation
     bad = score("findings", str(tmp_path / "abl.md"), check=False)
     assert bad.returncode == 2 and "abl.md: not JSON" in bad.stderr
+    # one recording pooled with itself: every method's two seeds twice over, so SCoRe-style claims count 4 seeds
+    twice = score("findings", "--pool", str(tmp_path / "abl.json"), str(tmp_path / "abl" / "ablation.json")).stdout
+    assert "Single-turn RL: Delta <= 0" in twice and twice != again.stdout
+    assert score("findings", "--each", "--pool", str(tmp_path / "abl.json"), check=False).returncode == 2
     # the folder keeps the plan it ran and the same report without --json / --md (the app reads them there)
     assert json.loads((tmp_path / "abl" / "ablation.json").read_text()) == results
     assert (tmp_path / "abl" / "ablation.md").read_text() == (tmp_path / "abl.md").read_text()

@@ -46,3 +46,41 @@ def test_toy_base_overrides_are_typed_and_named():
                      (["max_steps"], "expected key=value")]:
         with pytest.raises(ValueError, match=msg):
             config_from(bad)
+
+
+def test_auto_dtype_is_bf16_on_gpu_except_for_the_toy_world(monkeypatch):
+    """dtype auto: bf16 for real models on a GPU; the toy world trains in fp32 everywhere (its small
+    Adam steps would round away in bf16), and the CPU always gets fp32."""
+    import torch
+
+    from score_lib.policy import compute_dtype as _dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _dtype(build_config("toy-score")) == torch.float32
+    assert _dtype(build_config("toy-score", ["task=gsm8k"])) == torch.bfloat16
+    assert _dtype(build_config("toy-score", ["dtype=bfloat16"])) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _dtype(build_config("toy-score", ["task=gsm8k"])) == torch.float32
+
+
+def test_evaluation_only_commands_load_in_the_configs_dtype_on_the_accelerator(tiny_base, monkeypatch):
+    """score eval / --reevaluate / repair: the model goes where the trainer's would (here a stand-in
+    device, meta), in the config's dtype, not left on the CPU in fp32."""
+    import torch
+
+    from score_lib import policy
+
+    monkeypatch.setattr(policy, "accelerator_device", lambda: "meta")
+    model, _ = policy.load_for_eval(str(tiny_base), build_config("toy-score", ["dtype=bfloat16"]))
+    p = next(model.parameters())
+    assert p.device.type == "meta" and p.dtype == torch.bfloat16
+
+
+def test_loaded_models_never_swap_in_hub_kernels(tiny_base):
+    """transformers kernelizes a loaded model at train() when the `kernels` package is there; on a GPU
+    that fetches kernels from the hub (offline: every training run fails). The workbench turns it off."""
+    from score_lib.policy import load_policy
+
+    model, _ = load_policy(str(tiny_base))
+    model.train()
+    assert not getattr(model, "use_kernels", False) and getattr(model, "kernels_mode", None) is None

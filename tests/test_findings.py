@@ -154,3 +154,21 @@ def test_scorecard_has_one_row_per_ablation_with_each_findings_tally():
     card = F.scorecard({"good.json": (good, F.check(good)), "bad.json": (bad, F.check(bad))}).splitlines()
     assert card[2].endswith("| yes | yes | yes | yes | yes |")
     assert card[3].startswith("| bad.json |") and card[3].split(" | ")[-1].startswith("no (0 of 5 hold)")
+
+
+def test_pool_puts_each_methods_seeds_side_by_side_and_keeps_them_paired():
+    a, b = paper_like(), paper_like()
+    b["score"] = row(acc_t1=0.69, i2c=[0.02, 0.03, 0.04], c2i=0.05)  # negative in the second recording
+    for r in (a, b):
+        r["_meta"] = {"world": "toy"}
+    pooled = F.pool({"a.json": a, "b.json": b})
+    assert pooled["score"]["delta"]["per_seed"] == pytest.approx([0.08, 0.09, 0.10, -0.03, -0.02, -0.01])
+    assert pooled["score"]["seeds"] == ["0:0", "0:1", "0:2", "1:0", "1:1", "1:2"] == pooled["base"]["seeds"]
+    assert F.paired(pooled, "score", "base", "delta") and pooled["_meta"]["pooled"] == ["a.json", "b.json"]
+    assert verdicts(a)[5] == "yes" and statuses(pooled, 5)[1] == "partly"  # Delta > 0 in 3 of 6 seeds
+    b["_meta"]["world"] = "toy-hard"
+    with pytest.raises(ValueError, match="b.json: world 'toy-hard'"):
+        F.pool({"a.json": a, "b.json": b})
+    b["_meta"]["world"], b["mt-rl"]["n_problems"] = "toy", 512
+    with pytest.raises(ValueError, match="b.json: method 'mt-rl' has 512 test episodes"):
+        F.pool({"a.json": a, "b.json": b})
