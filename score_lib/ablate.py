@@ -156,8 +156,10 @@ def jobs_to_run(states: dict[tuple[str, int], str]) -> list[tuple[str, int]]:
 
 
 def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, methods: list[str] | None = None,
-                 extra: list[str] | None = None, workers: int | None = None, progress: bool = True) -> dict:
-    """Train and evaluate every method for every seed; returns the aggregated results."""
+                 extra: list[str] | None = None, workers: int | None = None, progress: bool = True,
+                 first_seed: int = 0) -> dict:
+    """Train and evaluate every method for seeds first_seed .. first_seed + seeds - 1 (a later batch of
+    seeds for an earlier recording: `score findings --pool` checks both as one); returns the results."""
     from tqdm import tqdm
 
     from .config import build_config
@@ -174,11 +176,14 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     _resolve_model(base_cfg)
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    states = {(m, s): job_state(world, m, s, out, extra) for s in range(seeds) for m in methods}
+    if first_seed < 0:
+        raise ValueError(f"ablate: --first-seed must be >= 0, got {first_seed}")
+    seed_list = list(range(first_seed, first_seed + seeds))
+    states = {(m, s): job_state(world, m, s, out, extra) for s in seed_list for m in methods}
     jobs = jobs_to_run(states)
     # what this invocation will run, so that a reader (the app's Ablation page) can tell done from planned
-    atomic_write_json(out / PLAN_FILE, {"world": world, "seeds": seeds, "methods": methods, "extra": extra,
-                                        "started": time.time()})
+    atomic_write_json(out / PLAN_FILE, {"world": world, "seeds": seeds, "first_seed": first_seed, "methods": methods,
+                                        "extra": extra, "started": time.time()})
     start = time.time()
     failed = []
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),
@@ -193,11 +198,13 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
             bar.set_postfix(last=f"{m}-s{s}")
     if failed:
         raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(sorted(failed))}")
-    results = aggregate(out, methods, seeds)
+    results = aggregate(out, methods, {m: seed_list for m in methods})
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
                         "runs_kept": len(states) - len(jobs),
                         "runs": str(out),
-                        "eval": eval_protocol(json.loads((out / f"{methods[0]}-s0" / "config.json").read_text()))}
+                        "eval": eval_protocol(json.loads((out / f"{methods[0]}-s{first_seed}" / "config.json").read_text()))}
+    if first_seed:
+        results["_meta"]["first_seed"] = first_seed
     return results
 
 
@@ -303,7 +310,9 @@ def save_report(folder: Path, doc: dict, md: str) -> None:
 def markdown(results: dict) -> str:
     """The paper-style table: mean ± std over seeds, with the paper's numbers beside ours."""
     meta = results.get("_meta", {})
-    lines = [f"World `{meta.get('world')}`, {meta.get('seeds')} seeds, evaluation: {meta.get('eval')}"
+    first = meta.get("first_seed")
+    seeds = f"{meta.get('seeds')} seeds" + (f" ({first} to {first + meta['seeds'] - 1})" if first else "")
+    lines = [f"World `{meta.get('world')}`, {seeds}, evaluation: {meta.get('eval')}"
              + (f"; wall time {meta['wall_seconds']} s" if meta.get("wall_seconds") is not None else "")
              + (f" ({meta['runs_kept']} finished runs kept from an earlier invocation)" if meta.get("runs_kept") else "")
              + ". Values are fractions of all test episodes, except the split answer-change rates (of the "

@@ -173,6 +173,18 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     assert (cfgs["st-rl"]["attempts"], cfgs["star-stage2"]["attempts"]) == (1, 2)
     # same sampled responses per problem: single-turn RL samples twice as many one-attempt episodes
     assert cfgs["st-rl"]["samples_per_prompt"] == 2 * cfgs["star-stage2"]["samples_per_prompt"]
+    # more seeds later, into the same folder: seed 2 alone, the earlier runs untouched; pooled, three seeds
+    before = (tmp_path / "abl" / "base-s0.json").stat().st_mtime
+    score("ablate", "--preset", "toy-chain", "--methods", "base", "--seeds", "1", "--first-seed", "2", *_sets(*TINY),
+          "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "more.json"), "--md", str(tmp_path / "more.md"))
+    more = json.loads((tmp_path / "more.json").read_text())
+    assert more["base"]["seeds"] == [2] and more["_meta"]["first_seed"] == 2 and "1 seeds (2 to 2)" in (
+        tmp_path / "more.md").read_text()
+    assert (tmp_path / "abl" / "base-s0.json").stat().st_mtime == before
+    pooled = score("findings", "--pool", str(tmp_path / "abl.json"), str(tmp_path / "more.json")).stdout
+    base_line = next(ln for ln in pooled.splitlines() if "Base model: Delta < 0 (" in ln)
+    three = [results["base"]["delta"]["mean"]] * 2 + [more["base"]["delta"]["mean"]]
+    assert f"| {sum(three) / 3:+.3f} (SE " in base_line
 
 
 def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base, tmp_path):
