@@ -173,7 +173,11 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     # build the shared base model once, before parallel jobs could race to build it
     base_cfg = build_config(None, {**{k: str(v) for k, v in WORLDS[world].items()},
                                    **dict(e.split("=", 1) for e in extra)})
-    _resolve_model(base_cfg)
+    built = Path(_resolve_model(base_cfg)) / "toy_base.json"  # a toy base's build record (other models have none)
+    if built.exists() and json.loads(built.read_text()).get("stopped_by") == "max_seconds":
+        print(f"ablate: warning: the base {built.parent} was stopped by its wall-clock cap, not by its recipe "
+              "(toy_base.json: stopped_by); its table may differ from one on a base built on an idle machine",
+              file=sys.stderr)
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     if first_seed < 0:

@@ -143,7 +143,7 @@ def cmd_toy_base(args) -> int:
     path = build_toy_base(cfg, force=args.force)
     meta = json.loads((path / "toy_base.json").read_text())
     print(f"toy base model: {path} ({meta['parameters']:,} parameters, {meta['steps']} steps, "
-          f"{meta['seconds']} s, loss {meta['final_loss']:.3f})")
+          f"{meta['seconds']} s, loss {meta['final_loss']:.3f}, stopped by {meta.get('stopped_by', 'not recorded')})")
     if meta.get("checks"):
         last = meta["checks"][-1]
         verdict = "reached" if meta["reached_target"] else "did NOT reach"

@@ -17,6 +17,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -95,7 +96,8 @@ class ToyBaseConfig:
     check_problems: int = 512
     """Held-out training-split problems (never in the corpus) each check samples once at temperature 1."""
     max_seconds: float = 1800.0
-    """Wall-clock safety cap only (a busy machine is slower, not different); tests use a few seconds."""
+    """Wall-clock cap (tests use a few seconds). A build it stops early depends on the machine's speed: it
+    says so (`stopped_by` in toy_base.json, a warning), since the cache key cannot tell it apart."""
     seed: int = 0
     """Seed of the corpus and the initial weights."""
 
@@ -242,6 +244,7 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     checks = []  # {step, acc_t1[, flag rates]} on held_out: the learning curve, kept in toy_base.json
     model.train()
     start, losses = time.time(), []
+    stopped_by = "max_steps"  # or "target", or "max_seconds": the clock, which a busy machine reaches sooner
     bar = tqdm(range(cfg.max_steps), desc="toy-base", disable=not progress)
     for step in bar:
         picked = rng.sample(range(len(episodes)), cfg.batch_size)
@@ -262,8 +265,10 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
             checks.append({"step": step + 1, **held_out_check(model, tok, held_out, cfg.seed + step, cfg)})
             model.train()
             if reached_target(checks[-1], cfg):
+                stopped_by = "target"
                 break
-        if time.time() - start > cfg.max_seconds:
+        if time.time() - start > cfg.max_seconds and step + 1 < cfg.max_steps:
+            stopped_by = "max_seconds"
             break
     model.eval()
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -271,13 +276,18 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     meta = {"config": asdict(cfg), "steps": step + 1, "seconds": round(time.time() - start, 1),
             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
             "parameters": sum(p.numel() for p in model.parameters()), "checks": checks,
-            "reached_target": bool(checks) and reached_target(checks[-1], cfg)}
+            "reached_target": bool(checks) and reached_target(checks[-1], cfg), "stopped_by": stopped_by}
     (tmp / "toy_base.json").write_text(json.dumps(meta, indent=2))
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
     os.replace(tmp, out)  # a crash mid-build never leaves a half model under the cache name
+    if stopped_by == "max_seconds":
+        warnings.warn(f"toy base {out}: its wall-clock cap (max_seconds={cfg.max_seconds:g}) stopped it at step "
+                      f"{step + 1} of {cfg.max_steps}, short of its target; a busier or slower machine stops sooner, so "
+                      "this base may differ from the recipe's on an idle machine (rebuild with --force when idle, "
+                      "or raise max_seconds)", stacklevel=2)
     return out
 
 

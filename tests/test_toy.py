@@ -1,5 +1,6 @@
 """The toy world: deterministic, disjoint splits, an exact oracle, and the base corpus habits."""
 import random
+import warnings
 
 import pytest
 
@@ -317,13 +318,30 @@ def test_base_build_stops_at_the_first_check_that_reaches_the_target(cache_dir, 
     small = dict(corpus_size=200, batch_size=4, check_every=2, check_problems=16)
     path = toy_base.build_toy_base(toy_base.ToyBaseConfig(target_acc=0.45, max_steps=40, **small), progress=False)
     meta = json.loads((path / "toy_base.json").read_text())
-    assert meta["steps"] == 6 and meta["reached_target"] and seen == [16, 16, 16]
+    assert meta["steps"] == 6 and meta["reached_target"] and meta["stopped_by"] == "target" and seen == [16, 16, 16]
     assert [c["step"] for c in meta["checks"]] == [2, 4, 6] and meta["checks"][-1]["acc_t1"] == 0.5
     # a target never reached: the build runs to max_steps and says so
     curve = iter([0.1] * 5)
     path = toy_base.build_toy_base(toy_base.ToyBaseConfig(target_acc=0.95, max_steps=9, **small), progress=False)
     meta = json.loads((path / "toy_base.json").read_text())
     assert meta["steps"] == 9 and not meta["reached_target"] and len(meta["checks"]) == 4
+    assert meta["stopped_by"] == "max_steps"
+
+
+def test_a_build_its_clock_stops_says_so(cache_dir):
+    """The wall-clock cap is the one stop a busy machine reaches sooner: the build records it and warns."""
+    import json
+
+    from score_lib import toy_base
+
+    small = dict(corpus_size=200, batch_size=4, target_acc=0, max_seconds=0.0)
+    with pytest.warns(UserWarning, match=r"wall-clock cap \(max_seconds=0\) stopped it at step 1 of 5"):
+        path = toy_base.build_toy_base(toy_base.ToyBaseConfig(max_steps=5, **small), progress=False)
+    assert json.loads((path / "toy_base.json").read_text())["stopped_by"] == "max_seconds"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its last step is no early stop: no warning
+        path = toy_base.build_toy_base(toy_base.ToyBaseConfig(max_steps=1, **small), progress=False)
+    assert json.loads((path / "toy_base.json").read_text())["stopped_by"] == "max_steps"
 
 
 def test_planted_slips_script_writes_a_repair_file(tmp_path):
