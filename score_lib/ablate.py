@@ -167,6 +167,8 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     from .trainer import _resolve_model
 
     methods = checked_request(world, methods)
+    if first_seed < 0:  # refused before the base build, which can take minutes
+        raise ValueError(f"ablate: --first-seed must be >= 0, got {first_seed}")
     extra = extra or []
     out = Path(out or f"runs/ablate-{world}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -180,8 +182,6 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
               file=sys.stderr)
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    if first_seed < 0:
-        raise ValueError(f"ablate: --first-seed must be >= 0, got {first_seed}")
     seed_list = list(range(first_seed, first_seed + seeds))
     states = {(m, s): job_state(world, m, s, out, extra) for s in seed_list for m in methods}
     jobs = jobs_to_run(states)
