@@ -206,7 +206,8 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
                         "runs_kept": len(states) - len(jobs),
                         "runs": str(out),
-                        "eval": eval_protocol(json.loads((out / f"{methods[0]}-s{first_seed}" / "config.json").read_text()))}
+                        "eval": eval_protocol(json.loads((out / f"{methods[0]}-s{first_seed}" / "config.json")
+                                                         .read_text()))}
     if first_seed:
         results["_meta"]["first_seed"] = first_seed
     return results

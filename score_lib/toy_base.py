@@ -285,9 +285,9 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     os.replace(tmp, out)  # a crash mid-build never leaves a half model under the cache name
     if stopped_by == "max_seconds":
         warnings.warn(f"toy base {out}: its wall-clock cap (max_seconds={cfg.max_seconds:g}) stopped it at step "
-                      f"{step + 1} of {cfg.max_steps}, before its target or last step; a busier or slower machine stops sooner, so "
-                      "this base may differ from the recipe's on an idle machine (rebuild with --force when idle, "
-                      "or raise max_seconds)", stacklevel=2)
+                      f"{step + 1} of {cfg.max_steps}, before its target or last step; a busier or slower machine "
+                      "stops sooner, so this base may differ from the recipe's on an idle machine (rebuild with "
+                      "--force when idle, or raise max_seconds)", stacklevel=2)
     return out
 
 
