@@ -53,14 +53,14 @@ def test_auto_dtype_is_bf16_on_gpu_except_for_the_toy_world(monkeypatch):
     Adam steps would round away in bf16), and the CPU always gets fp32."""
     import torch
 
-    from score_lib.policy import compute_dtype as _dtype
+    from score_lib.policy import compute_dtype
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _dtype(build_config("toy-score")) == torch.float32
-    assert _dtype(build_config("toy-score", ["task=gsm8k"])) == torch.bfloat16
-    assert _dtype(build_config("toy-score", ["dtype=bfloat16"])) == torch.bfloat16
+    assert compute_dtype(build_config("toy-score")) == torch.float32
+    assert compute_dtype(build_config("toy-score", ["task=gsm8k"])) == torch.bfloat16
+    assert compute_dtype(build_config("toy-score", ["dtype=bfloat16"])) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert _dtype(build_config("toy-score", ["task=gsm8k"])) == torch.float32
+    assert compute_dtype(build_config("toy-score", ["task=gsm8k"])) == torch.float32
 
 
 def test_evaluation_only_commands_load_in_the_configs_dtype_on_the_accelerator(tiny_base, monkeypatch):
