@@ -130,6 +130,22 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
     return "done" if done else "resume"
 
 
+def check_models(out: Path, jobs: list[tuple[str, int]], model: str) -> None:
+    """Refuse runs of `out` that started from another model than this ablation's (their model.json): a
+    table that pooled them would compare methods trained from two bases. Runs written before runs
+    recorded their model pass unchecked."""
+    from .runs import read_model
+
+    odd = []
+    for m, s in jobs:
+        recorded = read_model(out / f"{m}-s{s}")
+        if recorded is not None and Path(recorded["path"]).name != Path(model).name:
+            odd.append(f"{m}-s{s} ({recorded['path']})")
+    if odd:
+        raise ValueError(f"ablate: this ablation's model is {model}, but {len(odd)} run(s) in {out} started "
+                         f"from another: {', '.join(odd)}; remove them or pass another --out")
+
+
 def _run_job(args: list[str], log: Path, threads: int) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log, "a") as f:  # appended: a resumed run keeps the log of its first try
@@ -175,7 +191,8 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     # build the shared base model once, before parallel jobs could race to build it
     base_cfg = build_config(None, {**{k: str(v) for k, v in WORLDS[world].items()},
                                    **dict(e.split("=", 1) for e in extra)})
-    built = Path(_resolve_model(base_cfg)) / "toy_base.json"  # a toy base's build record (other models have none)
+    model = _resolve_model(base_cfg)
+    built = Path(model) / "toy_base.json"  # a toy base's build record (other models have none)
     if built.exists() and json.loads(built.read_text()).get("stopped_by") == "max_seconds":
         print(f"ablate: warning: the base {built.parent} was stopped by its wall-clock cap, not by its recipe "
               "(toy_base.json: stopped_by); its table may differ from one on a base built on an idle machine",
@@ -184,6 +201,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     threads = max(1, (os.cpu_count() or 1) // workers)
     seed_list = list(range(first_seed, first_seed + seeds))
     states = {(m, s): job_state(world, m, s, out, extra) for s in seed_list for m in methods}
+    check_models(out, [job for job, state in states.items() if state != "new"], model)
     jobs = jobs_to_run(states)
     # what this invocation will run, so that a reader (the app's Ablation page) can tell done from planned
     atomic_write_json(out / PLAN_FILE, {"world": world, "seeds": seeds, "first_seed": first_seed, "methods": methods,
@@ -202,8 +220,10 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
             bar.set_postfix(last=f"{m}-s{s}")
     if failed:
         raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(sorted(failed))}")
+    check_models(out, list(states), model)  # a default base changed while it ran: its table would mix two
     results = aggregate(out, methods, {m: seed_list for m in methods})
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
+                        "model": model,
                         "runs_kept": len(states) - len(jobs),
                         "runs": str(out),
                         "eval": eval_protocol(json.loads((out / f"{methods[0]}-s{first_seed}" / "config.json")

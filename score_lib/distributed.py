@@ -125,6 +125,10 @@ class MainWriter:
         if self.writer:
             self.writer.log_traces(records)
 
+    def write_model(self, record: dict) -> None:
+        if self.writer:
+            self.writer.write_model(record)
+
     def write_eval(self, step: int, result: dict) -> None:
         if self.writer:
             self.writer.write_eval(step, result)

@@ -52,14 +52,14 @@ def run_config(run: Path, overrides: dict) -> TrainConfig:
 def run_model(run: Path, cfg: TrainConfig) -> str:
     """The model a run ended with: its last complete checkpoint, or its starting model if it trained nothing."""
     from .runs import latest_checkpoint
-    from .trainer import _resolve_model
+    from .trainer import start_model
 
     ckpt = latest_checkpoint(run)
     if ckpt is not None:
         return str(ckpt / "model")
     if cfg.steps > 0 and cfg.method not in EVAL_ONLY:
         raise ValueError(f"reevaluate: {run} trained {cfg.steps} steps but has no complete checkpoint")
-    return _resolve_model(cfg)
+    return start_model(cfg, run)  # the model it started from, not today's default
 
 
 def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: list[str], overrides: list[str],

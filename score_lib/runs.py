@@ -3,6 +3,7 @@
 One run lives in ``runs/<run_id>/``::
 
     config.json          full resolved config, written once (atomic)
+    model.json           the model folder the run started from (its KL reference too), written at start
     status.json          state, pid, host, step, times, error; rewritten atomically
     metrics.jsonl        one JSON object per line, append-only
     traces.jsonl         sampled episodes, one JSON object per line, append-only
@@ -23,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+MODEL_FILE = "model.json"
 STATES = ("created", "running", "finished", "failed", "stopped")  # what a writer may set
 # Readers may additionally report "crashed" (status says running, process is gone) and "corrupt" (list_runs).
 
@@ -141,6 +143,10 @@ class RunWriter:
         """Append sampled episodes to traces.jsonl, all in one write."""
         _append_lines(self.run_dir / "traces.jsonl", list(records))
 
+    def write_model(self, record: dict) -> None:
+        """Write model.json atomically: which model folder the run starts from (trainer.model_record)."""
+        atomic_write_json(self.run_dir / MODEL_FILE, record)
+
     def write_eval(self, step: int, result: dict) -> Path:
         """Write evals/<step:08d>.json atomically and return its path."""
         path = self.evals_dir / f"{int(step):08d}.json"
@@ -227,6 +233,12 @@ def _read_json_file(path: Path) -> dict:
 
 def read_config(run_dir) -> dict:
     return _read_json_file(Path(run_dir) / "config.json")
+
+
+def read_model(run_dir) -> dict | None:
+    """The run's model.json, or None for a run written before runs recorded their model."""
+    path = Path(run_dir) / MODEL_FILE
+    return _read_json_file(path) if path.exists() else None
 
 
 def _pid_is_gone(pid) -> bool:

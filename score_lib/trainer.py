@@ -34,7 +34,7 @@ from .losses import attempt_tail, reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, compute_dtype, load_policy
 from .rollout import continue_episodes, grade, rollout
-from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
+from .runs import MODEL_FILE, RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete, read_model
 from .tasks import make_eval_task, make_task
 
 
@@ -92,7 +92,9 @@ class Trainer:
         self.eval_task = make_eval_task(cfg, self.task)
         torch.manual_seed(cfg.seed)
         with self.accelerator.local_main_process_first():  # one process per machine builds or fetches the model
-            model, self.tok = load_policy(_resolve_model(cfg), dtype=compute_dtype(cfg))
+            self.model_path = start_model(cfg, self.run_dir if resume else None)
+            model, self.tok = load_policy(self.model_path, dtype=compute_dtype(cfg))
+        self.writer.write_model(model_record(cfg.model, self.model_path))
         if cfg.lora:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
         if cfg.gradient_checkpointing:
@@ -116,7 +118,7 @@ class Trainer:
             from .models import resolve
             from .rollout_vllm import VLLMRollout
 
-            self.vllm = VLLMRollout(resolve(_resolve_model(cfg)), self.tok, model, compute_dtype(cfg), cfg.seed,
+            self.vllm = VLLMRollout(resolve(self.model_path), self.tok, model, compute_dtype(cfg), cfg.seed,
                                     cfg.vllm_gpu_memory)
             if self.start_step:
                 self.vllm.sync_weights(self.policy)
@@ -343,6 +345,34 @@ def _resolve_model(cfg: TrainConfig) -> str:
     base = default_base(cfg.toy_kind, digits=cfg.toy_digits, n_ops=cfg.toy_n_ops, ops=cfg.toy_ops,
                         n_numbers=cfg.toy_numbers, instruction=cfg.instruction, **cap)
     return str(build_toy_base(base))
+
+
+def model_record(requested: str, path: str) -> dict:
+    """model.json of a run: the model it asked for, the folder that resolved to and, for a toy base, its
+    cache key and how its build stopped. Tables that pool runs compare it (ablate.check_models)."""
+    record = {"requested": requested, "path": path}
+    built = Path(path) / "toy_base.json"
+    if built.exists():
+        info = json.loads(built.read_text())
+        record["toy_base"] = {"key": Path(path).name, **{k: info.get(k) for k in ("steps", "stopped_by")}}
+    return record
+
+
+def start_model(cfg: TrainConfig, run_dir: Path | None = None) -> str:
+    """The model folder a run starts from. A run that recorded one (model.json) keeps it, so a resume or a
+    re-evaluation after the default toy base changed uses the base the run started on (also its KL
+    reference); a new run, or one written before runs recorded their model, resolves cfg.model."""
+    recorded = read_model(run_dir) if run_dir is not None else None
+    if recorded is None:
+        return _resolve_model(cfg)
+    if recorded["path"] == cfg.model or Path(recorded["path"]).exists():
+        return recorded["path"]
+    now = _resolve_model(cfg)  # the recorded folder is gone (a cleared cache): the same build will do
+    if Path(now).name != Path(recorded["path"]).name:
+        raise RunStoreError(f"{Path(run_dir) / MODEL_FILE}: the run started from {recorded['path']}, which is "
+                            f"gone, and {cfg.model!r} now resolves to another model ({now}); rebuild that "
+                            "base or start a new run")
+    return now
 
 
 def _versions() -> dict:

@@ -9,7 +9,7 @@ import pytest
 
 from score_lib.config import EVAL_ONLY, PRESETS, build_config
 from score_lib.evaluate import JSON_KEYS
-from score_lib.runs import read_config, read_metrics, read_status, read_traces
+from score_lib.runs import read_config, read_metrics, read_model, read_status, read_traces
 
 from .conftest import TINY
 
@@ -41,6 +41,8 @@ def test_every_preset_end_to_end(preset, tiny_base, tmp_path):
     assert "Acc@t1" in out.stdout and "(y1 right " in out.stdout
     assert read_config(run)["method"] == PRESETS[preset]["method"]
     assert read_status(run)["state"] == "finished"
+    recorded = read_model(run)  # the base it started from, by folder and cache key
+    assert recorded["path"] == str(tiny_base) and recorded["toy_base"]["key"] == tiny_base.name
     assert list((run / "evals").glob("*.json"))
     metrics = read_metrics(run)
     assert metrics[-1]["stage"] == "final" and "eval_acc_t1" in metrics[-1]
@@ -203,6 +205,12 @@ def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base,
     # another budget in the same folder is refused before anything runs, naming the run and the setting
     out = score(*args[:-6], "--set", "eval_problems=5", *args[-6:], check=False)
     assert out.returncode != 0 and "base-s0" in out.stderr and "eval_problems" in out.stderr
+    # so is a kept run that started from another base (a default that changed in between): one table, one base
+    assert again["_meta"]["model"] == str(tiny_base)
+    model_json = tmp_path / "abl" / "base-s0" / "model.json"
+    model_json.write_text(json.dumps({**json.loads(model_json.read_text()), "path": "/elsewhere/0123456789"}))
+    out = score(*args, check=False)
+    assert out.returncode != 0 and "base-s0 (/elsewhere/0123456789)" in out.stderr
 
 
 def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(tiny_base, tmp_path):

@@ -368,3 +368,28 @@ def test_planted_slips_script_writes_a_repair_file(tmp_path):
         assert _wrong_steps(steps[departs]) == 1, first  # every step before the slip is the solution's own
     bad = subprocess.run([sys.executable, str(script), "--limit", "0", "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode != 0 and "--limit" in bad.stderr
+
+
+def test_a_run_keeps_the_model_it_started_from(tiny_base, tmp_path):
+    """model.json: a resume or a re-evaluation uses the base the run started on, not today's default."""
+    import json
+
+    from score_lib.config import build_config
+    from score_lib.runs import RunStoreError
+    from score_lib.trainer import model_record, start_model
+
+    from .conftest import TINY_BASE_SECONDS
+
+    cfg = build_config("toy-score", [f"toy_base_seconds={TINY_BASE_SECONDS}"])
+    assert start_model(cfg) == str(tiny_base)  # a new run: its world's default base
+    run, other = tmp_path / "run", tmp_path / "0123456789"
+    run.mkdir(), other.mkdir()
+    (run / "model.json").write_text(json.dumps(model_record("toy-base", str(other))))
+    assert start_model(cfg, run) == str(other)
+    other.rmdir()  # gone, and the default is another build: refused, naming the record
+    with pytest.raises(RunStoreError, match="model.json.*0123456789, which is gone"):
+        start_model(cfg, run)
+    moved = tmp_path / "cleared-cache" / tiny_base.name  # gone, but the default is the same build
+    (run / "model.json").write_text(json.dumps(model_record("toy-base", str(moved))))
+    assert start_model(cfg, run) == str(tiny_base)
+    assert model_record("toy-base", str(tiny_base))["toy_base"]["key"] == tiny_base.name
