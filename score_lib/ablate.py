@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -146,10 +148,42 @@ def check_models(out: Path, jobs: list[tuple[str, int]], model: str) -> None:
                          f"from another: {', '.join(odd)}; remove them or pass another --out")
 
 
-def _run_job(args: list[str], log: Path, threads: int) -> int:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with open(log, "a") as f:  # appended: a resumed run keeps the log of its first try
-        return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+class Children:
+    """The ablation's running training processes, so that a stop (Ctrl-C, or SIGTERM from the app) reaches
+    them: each ends as "stopped" and resumes with the same --out, and no queued run starts after it."""
+
+    def __init__(self):
+        self.procs: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def run(self, args: list[str], log: Path, threads: int) -> int:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        with open(log, "a") as f:  # appended: a resumed run keeps the log of its first try
+            with self.lock:
+                if self.stopping:
+                    return -signal.SIGTERM
+                proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env)
+                self.procs.add(proc)
+            try:
+                return proc.wait()
+            finally:
+                with self.lock:
+                    self.procs.discard(proc)
+
+    def stop(self) -> None:
+        """Start no more runs; ask the running ones to stop (they write status "stopped") and wait for them."""
+        with self.lock:
+            self.stopping = True
+            procs = list(self.procs)
+        deadline = time.time() + 2  # a Ctrl-C in a terminal reached them too: let them stop on that one
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+        for proc in procs:
+            proc.wait()
 
 
 def checked_request(world: str, methods: list[str] | None) -> list[str]:
@@ -208,16 +242,24 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
                                         "extra": extra, "started": time.time()})
     start = time.time()
     failed = []
+    children = Children()
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),
                                                     desc=f"ablate {world}", disable=not progress) as bar:
-        futures = {pool.submit(_run_job, _job_args(world, m, s, out, extra, states[m, s]), out / f"{m}-s{s}.log",
-                               threads): (m, s) for m, s in jobs}
-        for fut in as_completed(futures):  # the bar moves when any run ends, not in submission order
-            m, s = futures[fut]
-            if fut.result() != 0:
-                failed.append(f"{m}-s{s} (log: {out / f'{m}-s{s}.log'})")
-            bar.update(1)
-            bar.set_postfix(last=f"{m}-s{s}")
+        futures = {pool.submit(children.run, _job_args(world, m, s, out, extra, states[m, s]),
+                               out / f"{m}-s{s}.log", threads): (m, s) for m, s in jobs}
+        try:
+            for fut in as_completed(futures):  # the bar moves when any run ends, not in submission order
+                m, s = futures[fut]
+                if fut.result() != 0:
+                    failed.append(f"{m}-s{s} (log: {out / f'{m}-s{s}.log'})")
+                bar.update(1)
+                bar.set_postfix(last=f"{m}-s{s}")
+        except KeyboardInterrupt:  # leaving the pool would otherwise wait for every queued run to finish
+            for fut in futures:
+                fut.cancel()
+            children.stop()
+            print(f"ablate: stopped; the same command with --out {out} resumes it", file=sys.stderr)
+            raise
     if failed:
         raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(sorted(failed))}")
     check_models(out, list(states), model)  # a default base changed while it ran: its table would mix two

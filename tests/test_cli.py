@@ -249,6 +249,28 @@ def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(
     assert out.returncode == 2 and "mt-rl-s0" in out.stderr and "not a finished run" in out.stderr
 
 
+def test_a_stopped_ablation_stops_its_runs_and_starts_no_more(tiny_base, tmp_path):
+    """SIGTERM (the app's stop; a terminal's Ctrl-C is SIGINT, handled alike) ends the running run as
+    "stopped", resumable, and cancels the queued ones instead of running them all first."""
+    import signal
+    import time
+
+    out_dir = tmp_path / "abl"
+    long = [t for t in TINY if not t.startswith("steps=")] + ["steps=400"]
+    cmd = [str(Path(sys.executable).with_name("score")), "ablate", "--preset", "toy-chain", "--methods", "mt-rl",
+           "--seeds", "3", "--workers", "1", *_sets(*long), "--out", str(out_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.time() + 180
+    while time.time() < deadline and not ((out_dir / "mt-rl-s0" / "status.json").exists()
+                                          and read_status(out_dir / "mt-rl-s0")["state"] == "running"):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and f"--out {out_dir} resumes it" in err, err[-2000:]
+    assert read_status(out_dir / "mt-rl-s0")["state"] == "stopped"
+    assert not (out_dir / "mt-rl-s1").exists() and not (out_dir / "mt-rl-s2").exists()
+
+
 def test_ablate_names_a_renamed_world_preset():
     out = score("ablate", "--preset", "toy-pick", "--methods", "base", check=False)
     assert out.returncode == 2 and "'toy-pick'" in out.stderr and "now called 'toy'" in out.stderr
