@@ -250,7 +250,7 @@ def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(
 
 
 def test_a_stopped_ablation_stops_its_runs_and_starts_no_more(tiny_base, tmp_path):
-    """SIGTERM (the app's stop; a terminal's Ctrl-C is SIGINT, handled alike) ends the running run as
+    """SIGTERM (kill, a job scheduler; a terminal's Ctrl-C is SIGINT, handled alike) ends the running run as
     "stopped", resumable, and cancels the queued ones instead of running them all first."""
     import signal
     import time
