@@ -149,8 +149,9 @@ def check_models(out: Path, jobs: list[tuple[str, int]], model: str) -> None:
 
 
 class Children:
-    """The ablation's running training processes, so that a stop (Ctrl-C, or SIGTERM from kill or a job scheduler) reaches
-    them: each ends as "stopped" and resumes with the same --out, and no queued run starts after it."""
+    """The ablation's running training processes, so that a stop (Ctrl-C, or SIGTERM from kill or a job
+    scheduler) reaches them: each ends as "stopped" and resumes with the same --out, and no queued run
+    starts after it."""
 
     def __init__(self):
         self.procs: set[subprocess.Popen] = set()
