@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from .metrics import mean_std, stderr
 
@@ -298,15 +299,23 @@ def pool(recordings: dict[str, dict]) -> dict:
     """Several recordings of one ablation (more seeds, or the same seeds drawn by another machine's sampling
     stream) checked as one: each method's per-seed values side by side, its seeds labelled by recording
     ("1:0" is seed 0 of the second file), so that methods recorded in every file still pair seed by seed.
-    Refused, naming the file, where the recordings differ in world or in test episodes per seed."""
+    Refused, naming the file, where the recordings differ in world, in the model they started from (where
+    both recorded it: `_meta.model`, a toy base by its cache key) or in test episodes per seed."""
     names = list(recordings)
     world = recordings[names[0]].get("_meta", {}).get("world")
+    models: dict[str, str] = {}  # model folder name -> the first recording that names it
     rows: dict[str, list[tuple[int, dict]]] = {}
     for i, name in enumerate(names):
         r = recordings[name]
         if r.get("_meta", {}).get("world") != world:
             raise ValueError(f"{name}: world {r.get('_meta', {}).get('world')!r}, but {names[0]} is {world!r}: "
                              "pool recordings of one world")
+        if r.get("_meta", {}).get("model"):
+            models.setdefault(Path(r["_meta"]["model"]).name, name)
+            if len(models) > 1:
+                (a, first), (b, _) = list(models.items())[:2]
+                raise ValueError(f"{name}: trained from the model {b}, but {first} from {a}: pool recordings "
+                                 "of one base")
         for m, row in r.items():
             if m.startswith("_"):
                 continue

@@ -172,3 +172,10 @@ def test_pool_puts_each_methods_seeds_side_by_side_and_keeps_them_paired():
     b["_meta"]["world"], b["mt-rl"]["n_problems"] = "toy", 512
     with pytest.raises(ValueError, match="b.json: method 'mt-rl' has 512 test episodes"):
         F.pool({"a.json": a, "b.json": b})
+    # two bases (by cache key) are refused; a recording without `_meta.model` (older ones) is not checked
+    b["mt-rl"]["n_problems"] = a["mt-rl"]["n_problems"]
+    a["_meta"]["model"], b["_meta"]["model"] = "/cache/toy-base/8bf629a21f", "/elsewhere/8bf629a21f"
+    assert F.pool({"a.json": a, "b.json": b, "c.json": paper_like() | {"_meta": {"world": "toy"}}})
+    b["_meta"]["model"] = "/cache/toy-base/a34e1fb78a"
+    with pytest.raises(ValueError, match="b.json: trained from the model a34e1fb78a, but a.json from 8bf629a21f"):
+        F.pool({"a.json": a, "b.json": b})
