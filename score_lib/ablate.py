@@ -136,12 +136,12 @@ def check_models(out: Path, jobs: list[tuple[str, int]], model: str) -> None:
     """Refuse runs of `out` that started from another model than this ablation's (their model.json): a
     table that pooled them would compare methods trained from two bases. Runs written before runs
     recorded their model pass unchecked."""
-    from .runs import read_model
+    from .runs import model_key, read_model
 
     odd = []
     for m, s in jobs:
         recorded = read_model(out / f"{m}-s{s}")
-        if recorded is not None and Path(recorded["path"]).name != Path(model).name:
+        if recorded is not None and model_key(recorded["path"]) != model_key(model):
             odd.append(f"{m}-s{s} ({recorded['path']})")
     if odd:
         raise ValueError(f"ablate: this ablation's model is {model}, but {len(odd)} run(s) in {out} started "
@@ -215,7 +215,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
 
     from .config import build_config
     from .runs import atomic_write_json
-    from .trainer import _resolve_model
+    from .trainer import _resolve_model, model_record
 
     methods = checked_request(world, methods)
     if first_seed < 0:  # refused before the base build, which can take minutes
@@ -227,9 +227,8 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     base_cfg = build_config(None, {**{k: str(v) for k, v in WORLDS[world].items()},
                                    **dict(e.split("=", 1) for e in extra)})
     model = _resolve_model(base_cfg)
-    built = Path(model) / "toy_base.json"  # a toy base's build record (other models have none)
-    if built.exists() and json.loads(built.read_text()).get("stopped_by") == "max_seconds":
-        print(f"ablate: warning: the base {built.parent} was stopped by its wall-clock cap, not by its recipe "
+    if model_record(base_cfg.model, model).get("toy_base", {}).get("stopped_by") == "max_seconds":
+        print(f"ablate: warning: the base {model} was stopped by its wall-clock cap, not by its recipe "
               "(toy_base.json: stopped_by); its table may differ from one on a base built on an idle machine",
               file=sys.stderr)
     workers = workers or max(1, min(2, os.cpu_count() or 1))

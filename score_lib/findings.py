@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-
 from .metrics import mean_std, stderr
+from .runs import model_key
 
 # the methods trained with RL in the paper's Table 4 (finding 2 ranks single-turn RL among these)
 RL_METHODS = ("st-rl", "mt-rl", "no-stage1", "no-shaping", "star-stage2", "score")
@@ -303,7 +302,7 @@ def pool(recordings: dict[str, dict]) -> dict:
     both recorded it: `_meta.model`, a toy base by its cache key) or in test episodes per seed."""
     names = list(recordings)
     world = recordings[names[0]].get("_meta", {}).get("world")
-    models: dict[str, str] = {}  # model folder name -> the first recording that names it
+    first_model: tuple[str, str] | None = None  # (model key, the first recording that names one)
     rows: dict[str, list[tuple[int, dict]]] = {}
     for i, name in enumerate(names):
         r = recordings[name]
@@ -311,11 +310,11 @@ def pool(recordings: dict[str, dict]) -> dict:
             raise ValueError(f"{name}: world {r.get('_meta', {}).get('world')!r}, but {names[0]} is {world!r}: "
                              "pool recordings of one world")
         if r.get("_meta", {}).get("model"):
-            models.setdefault(Path(r["_meta"]["model"]).name, name)
-            if len(models) > 1:
-                (a, first), (b, _) = list(models.items())[:2]
-                raise ValueError(f"{name}: trained from the model {b}, but {first} from {a}: pool recordings "
-                                 "of one base")
+            key = model_key(r["_meta"]["model"])
+            first_model = first_model or (key, name)
+            if key != first_model[0]:
+                raise ValueError(f"{name}: trained from the model {key}, but {first_model[1]} from "
+                                 f"{first_model[0]}: pool recordings of one base")
         for m, row in r.items():
             if m.startswith("_"):
                 continue

@@ -235,6 +235,12 @@ def read_config(run_dir) -> dict:
     return _read_json_file(Path(run_dir) / "config.json")
 
 
+def model_key(path: str) -> str:
+    """What makes two runs' models the same: the model folder's name (a toy base's is its cache key, the
+    hash of every setting), so the same build in another cache counts as the same model."""
+    return Path(path).name
+
+
 def read_model(run_dir) -> dict | None:
     """The run's model.json, or None for a run written before runs recorded their model."""
     path = Path(run_dir) / MODEL_FILE

@@ -34,7 +34,8 @@ from .losses import attempt_tail, reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, compute_dtype, load_policy
 from .rollout import continue_episodes, grade, rollout
-from .runs import MODEL_FILE, RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete, read_model
+from .runs import (MODEL_FILE, RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete, model_key,
+                   read_model)
 from .tasks import make_eval_task, make_task
 
 
@@ -354,7 +355,7 @@ def model_record(requested: str, path: str) -> dict:
     built = Path(path) / "toy_base.json"
     if built.exists():
         info = json.loads(built.read_text())
-        record["toy_base"] = {"key": Path(path).name, **{k: info.get(k) for k in ("steps", "stopped_by")}}
+        record["toy_base"] = {"key": model_key(path), **{k: info.get(k) for k in ("steps", "stopped_by")}}
     return record
 
 
@@ -368,7 +369,7 @@ def start_model(cfg: TrainConfig, run_dir: Path | None = None) -> str:
     if recorded["path"] == cfg.model or Path(recorded["path"]).exists():
         return recorded["path"]
     now = _resolve_model(cfg)  # the recorded folder is gone (a cleared cache): the same build will do
-    if Path(now).name != Path(recorded["path"]).name:
+    if model_key(now) != model_key(recorded["path"]):
         raise RunStoreError(f"{Path(run_dir) / MODEL_FILE}: the run started from {recorded['path']}, which is "
                             f"gone, and {cfg.model!r} now resolves to another model ({now}); rebuild that "
                             "base or start a new run")

@@ -192,7 +192,8 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
 def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base, tmp_path):
     args = ["ablate", "--preset", "toy-chain", "--methods", "base", "--seeds", "2", *_sets(*TINY),
             "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"), "--md", str(tmp_path / "abl.md")]
-    score(*args)
+    out = score(*args)
+    assert f"the base {tiny_base} was stopped by its wall-clock cap" in out.stderr  # the tiny base is, on purpose
     first = json.loads((tmp_path / "abl.json").read_text())
     stamps = {s: (tmp_path / "abl" / f"base-s{s}" / "metrics.jsonl").stat().st_mtime_ns for s in (0, 1)}
     (tmp_path / "abl" / "base-s1.json").unlink()  # seed 1 "interrupted" before its final report
