@@ -192,8 +192,8 @@ class Trainer:
         episodes = []
         with full_weights(acc, self.model):
             if n_off:
-                # Attempt 1 is off-policy here: its logprobs are the reference's, and its REINFORCE term is
-                # kept anyway, as the paper mixes such states into training. Later attempts are the policy's.
+                # Attempt 1 is the reference's sample here: a state for the later attempts, which are the
+                # policy's. It gets no REINFORCE term (below): the on-policy estimator does not apply to it.
                 with self.reference._active() as ref:
                     episodes = rollout(ref, self.tok, problems[:n_off], [], n=cfg.samples_per_prompt,
                                        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=seed)
@@ -213,6 +213,10 @@ class Trainer:
         # samples never straddle two shards, so a shard's baselines are those of the whole batch.
         shaped = objectives.shaped_rewards(stage, rewards, cfg.alpha)
         adv = objectives.advantages(stage, rewards, group, cfg.alpha, cfg.baseline)
+        # Section 5.3: the base model's first attempts are states, not samples of the policy; they keep their
+        # reward (attempt 2's bonus alpha * (r2 - r1) needs it) and their KL term, but train nothing themselves.
+        # They are whole LOO groups (the first n_off problems), so no other episode's baseline changes.
+        adv[:n_off * cfg.samples_per_prompt, 0] = 0.0
         kl_coef = objectives.kl_coefficients(stage, cfg.attempts, cfg.beta1, cfg.beta2)
         batch = collate(episodes, self.tok.pad_token_id)
         device = self.accelerator.device

@@ -38,3 +38,31 @@ def test_offline_first_attempts_come_from_the_reference(tiny_base, tmp_path):
     for tr, ep in zip(traces, expected):
         assert tr["problem_id"] == ep.problem.id and len(tr["attempts"]) == 2
         assert tr["attempts"][0]["tokens"] == trainer.tok.convert_ids_to_tokens(ep.attempts[0].ids)
+
+
+def test_offline_first_attempts_are_states_with_no_reinforce_term(tiny_base, tmp_path, monkeypatch):
+    """The base model's first attempts condition attempt 2 but are not the policy's samples: their attempt-1
+    advantage is 0, while the on-policy episodes' and every attempt 2 keep theirs."""
+    import score_lib.trainer as trainer_mod
+
+    def vary(task, episodes):  # rewards that differ inside every group, so no advantage is 0 by chance
+        for i, ep in enumerate(episodes):
+            ep.attempts[0].reward = float(i % 2)
+            ep.attempts[1].reward = float((i // 2) % 2)
+
+    seen = {}
+
+    def capture(logits, ref_logits, batch, adv, kl_coef, estimator="full"):
+        seen["adv"] = adv.clone()
+        return loss_fn(logits, ref_logits, batch, adv, kl_coef, estimator)
+
+    loss_fn = trainer_mod.reinforce_kl_loss
+    monkeypatch.setattr(trainer_mod, "grade", vary)
+    monkeypatch.setattr(trainer_mod, "reinforce_kl_loss", capture)
+    cfg = _cfg("offline_first_attempts=0.5", "batch_prompts=2", "samples_per_prompt=4")
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.rl_step(0, trainer.task.problems("train"))
+    adv = seen["adv"]
+    assert adv.shape == (8, 2)
+    assert torch.all(adv[:4, 0] == 0)  # problem 0: its first attempts came from the reference
+    assert torch.all(adv[4:, 0] != 0) and torch.all(adv[:, 1] != 0)
