@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -226,8 +227,12 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     # build the shared base model once, before parallel jobs could race to build it
     base_cfg = build_config(None, {**{k: str(v) for k, v in WORLDS[world].items()},
                                    **dict(e.split("=", 1) for e in extra)})
-    model = _resolve_model(base_cfg)
-    if model_record(base_cfg.model, model).get("toy_base", {}).get("stopped_by") == "max_seconds":
+    with warnings.catch_warnings(record=True) as built:  # a base built just now warns for itself
+        warnings.simplefilter("always")
+        model = _resolve_model(base_cfg)
+    for w in built:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not built and model_record(base_cfg.model, model).get("toy_base", {}).get("stopped_by") == "max_seconds":
         print(f"ablate: warning: the base {model} was stopped by its wall-clock cap, not by its recipe "
               "(toy_base.json: stopped_by); its table may differ from one on a base built on an idle machine",
               file=sys.stderr)

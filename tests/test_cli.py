@@ -189,6 +189,15 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     assert f"| {sum(three) / 3:+.3f} (SE " in base_line
 
 
+def test_ablate_that_builds_a_clock_stopped_base_warns_once(tiny_base, tmp_path):
+    """The build's own warning says it; ablate adds its warning only for a base it found cached."""
+    sets = [s for s in TINY if not s.startswith("toy_base_seconds")] + ["toy_base_seconds=0.5"]
+    out = score("ablate", "--preset", "toy-chain", "--methods", "base", "--seeds", "1", *_sets(*sets),
+                "--out", str(tmp_path / "abl"))
+    assert out.stderr.count("wall-clock cap") == 1, out.stderr[-2000:]
+    assert "max_seconds=0.5) stopped it" in out.stderr and "ablate: warning" not in out.stderr
+
+
 def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base, tmp_path):
     args = ["ablate", "--preset", "toy-chain", "--methods", "base", "--seeds", "2", *_sets(*TINY),
             "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"), "--md", str(tmp_path / "abl.md")]
