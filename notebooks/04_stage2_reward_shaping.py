@@ -125,13 +125,32 @@ figures.fig_advantage_mass({f"alpha={a:g}": derive.advantage_mass(rows) for a, r
 # %% [markdown]
 # The runs visited different episodes, so to isolate alpha we also take the *same* recorded episodes
 # (those of the alpha = 10 run) and recompute their advantages under each alpha
-# (`derive.recompute_advantages`, the leave-one-out baseline over the samples the traces hold):
+# (`derive.recompute_advantages`, with the runs' baseline over the samples the traces hold):
 
 # %%
 same = stage2_rows[max(ALPHAS)]
-masses = {f"alpha={a:g}": derive.advantage_mass(same, derive.recompute_advantages(same, a)) for a in ALPHAS}
+BASELINE = BUDGET.get("baseline", "loo")  # full mode: the ablation's loo-state
+masses = {f"alpha={a:g}": derive.advantage_mass(same, derive.recompute_advantages(same, a, baseline=BASELINE))
+          for a in ALPHAS}
 figures.fig_advantage_mass(masses).show()
 pd.DataFrame({label: {derive.LABELS[t]: round(m[t]["share"], 3) for t in m} for label, m in masses.items()})
+
+# %% [markdown]
+# ## Which baseline
+#
+# With alpha = 10 the plain leave-one-out baseline (`loo`, the mean shaped reward of the problem's other
+# samples) mixes in attempt 1's outcome: when one of four samples fixed its answer (shaped reward 11),
+# a sibling that kept a right answer (1) sits below the mean and is pushed down, although its second attempt
+# did nothing wrong: the $-\alpha r_1$ of Eq. 4 belongs to attempt 1. `loo-state` compares attempt 2 only
+# with the samples whose attempt 1 scored the same, so it keeps that term off attempt 2's tokens. It is still
+# a baseline (it never looks at the sample's own attempt 2), and the ablation presets use it. The mean
+# attempt-2 advantage per transition of the same episodes under each:
+
+# %%
+by_baseline = {b: derive.advantage_mass(same, derive.recompute_advantages(same, max(ALPHAS), baseline=b))
+               for b in ("loo", "loo-state")}
+pd.DataFrame({b: {derive.LABELS[t]: round(m[t]["sum"] / m[t]["n"], 2) if m[t]["n"] else None for t in m}
+              for b, m in by_baseline.items()})
 
 # %% [markdown]
 # ## Delta and c->i against alpha
