@@ -46,9 +46,10 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
 # baseline's, and STaR's in Stage II): at 1e-4 the SFT+ baselines half-fit their own traces, Pair-SFT+
 # collapsing with Delta -0.045 where the paper's ends at 0 (RESULTS.md, 2026-12-03 thirteenth session).
 # baseline loo-state (every RL row's; the paper does not state its baseline): with 4 samples a problem and
-# alpha 10, the plain leave-one-out baseline hands a c->c second attempt an advantage of about -3 whenever a
-# sibling sample fixed its answer (the -alpha * r1 of Eq. 4 is attempt 1's doing, not attempt 2's). Over 8
-# seeds it raised SCoRe's Delta on the default world from +0.004 to +0.009 (RESULTS.md, 2026-12-04).
+# alpha 10, the plain leave-one-out baseline pushes a c->c second attempt down when a sibling sample fixed its
+# answer (-3 among c->c, c->c, i->c, i->i), although the -alpha * r1 of Eq. 4 is attempt 1's doing. Over 8 seeds
+# it raised SCoRe's Delta on the default world from +0.004 to +0.009; on the harder world 3 seeds could not
+# tell the two apart (RESULTS.md, 2026-12-04).
 ABLATION_BUDGET = {"steps": 60, "stage1_steps": 20, "batch_prompts": 8, "samples_per_prompt": 4,
                    "lr": 2e-4, "sft_lr": 3e-4, "beta2": 1.0, "baseline": "loo-state", "eval_every": 0,
                    "checkpoint_every": 0, "eval_problems": 256, "eval_samples": 4}
