@@ -221,6 +221,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
 
     from .config import build_config
     from .runs import atomic_write_json
+    from .toy_base import ClockStopped
     from .trainer import _resolve_model, model_record
 
     methods = checked_request(world, methods)
@@ -232,12 +233,13 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     # build the shared base model once, before parallel jobs could race to build it
     base_cfg = build_config(None, {**{k: str(v) for k, v in WORLDS[world].items()},
                                    **dict(e.split("=", 1) for e in extra)})
-    with warnings.catch_warnings(record=True) as built:  # a base built just now warns for itself
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = _resolve_model(base_cfg)
-    for w in built:
+    for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if not built and model_record(base_cfg.model, model).get("toy_base", {}).get("stopped_by") == "max_seconds":
+    said = any(issubclass(w.category, ClockStopped) for w in caught)  # a base built just now warned for itself
+    if not said and model_record(base_cfg.model, model).get("toy_base", {}).get("stopped_by") == "max_seconds":
         print(f"ablate: warning: the base {model} was stopped by its wall-clock cap, not by its recipe "
               "(toy_base.json: stopped_by); its table may differ from one on a base built on an idle machine",
               file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+
 from .metrics import mean_std, stderr
 from .runs import model_key
 

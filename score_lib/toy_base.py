@@ -211,6 +211,10 @@ def reached_target(point: dict, cfg: ToyBaseConfig) -> bool:
     return point["flag_wrong"] - point["flag_right"] >= cfg.target_flag_gap
 
 
+class ClockStopped(UserWarning):
+    """A build its wall-clock cap stopped (toy_base.json: stopped_by max_seconds)."""
+
+
 def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progress: bool = True) -> Path:
     """Train the toy base model unless a cached copy exists; return its folder."""
     from tqdm import tqdm
@@ -287,7 +291,7 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
         warnings.warn(f"toy base {out}: its wall-clock cap (max_seconds={cfg.max_seconds:g}) stopped it at step "
                       f"{step + 1} of {cfg.max_steps}, before its target or last step; a busier or slower machine "
                       "stops sooner, so this base may differ from the recipe's on an idle machine (rebuild with "
-                      "--force when idle, or raise max_seconds)", stacklevel=2)
+                      "--force when idle, or raise max_seconds)", ClockStopped, stacklevel=2)
     return out
 
 

@@ -335,7 +335,7 @@ def test_a_build_its_clock_stops_says_so(cache_dir):
     from score_lib import toy_base
 
     small = dict(corpus_size=200, batch_size=4, target_acc=0, max_seconds=0.0)
-    with pytest.warns(UserWarning, match=r"wall-clock cap \(max_seconds=0\) stopped it at step 1 of 5"):
+    with pytest.warns(toy_base.ClockStopped, match=r"wall-clock cap \(max_seconds=0\) stopped it at step 1 of 5"):
         path = toy_base.build_toy_base(toy_base.ToyBaseConfig(max_steps=5, **small), progress=False)
     assert json.loads((path / "toy_base.json").read_text())["stopped_by"] == "max_seconds"
     with warnings.catch_warnings():
