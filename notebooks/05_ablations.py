@@ -156,8 +156,8 @@ display(Markdown(findings.markdown(findings.check(results))))
 #
 # SCoRe's Delta is above multi-turn RL's: the two stages and the bonus buy self-correction that naive
 # multi-turn RL does not learn with the same budget. On this world that gap holds in each of the eight seeds
-# recorded; SCoRe's own Delta is small (about 0 over eleven seeds, RESULTS.md), so the lesson is the order of the
-# rows, not the size of the gain.
+# recorded; SCoRe's own Delta is small (+0.009 over those eight, not positive in three of them, RESULTS.md), so
+# the lesson is the order of the rows, not the size of the gain.
 
 # %%
 print(f"SCoRe Delta {means['score']['delta']:+.3f}, multi-turn RL Delta {means['mt-rl']['delta']:+.3f}")
