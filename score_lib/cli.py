@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per method")
     p.add_argument("--first-seed", type=int, default=0,
                    help="the first seed (default 0): --seeds 2 --first-seed 3 runs seeds 3 and 4, more seeds for an "
-                        "earlier recording (check both as one with `score findings --pool`)")
+                        "earlier recording (check both as one with `score findings --pool`); with --reevaluate, the seeds "
+                        "to evaluate again")
     p.add_argument("--methods", help="comma-separated subset (default: all)")
     _add_settings(p)
     p.add_argument("--out", help="folder for the run directories (default runs/ablate-<world>-<time>); the same "
@@ -266,9 +267,8 @@ def cmd_ablate(args) -> int:
 
             if not args.out:
                 raise ValueError("ablate --reevaluate: name the finished ablation's folder with --out")
-            if args.first_seed:
-                raise ValueError("ablate --reevaluate: re-evaluates seeds 0 .. --seeds - 1; --first-seed is for training")
-            results = reevaluate(args.preset, Path(args.out), methods, args.seeds, args.overrides, args.reevaluate)
+            results = reevaluate(args.preset, Path(args.out), methods, args.seeds, args.overrides, args.reevaluate,
+                                 first_seed=args.first_seed)
         else:
             results = run_ablation(args.preset, args.seeds, Path(args.out) if args.out else None, methods,
                                    args.overrides, args.workers, first_seed=args.first_seed)

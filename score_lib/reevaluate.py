@@ -63,9 +63,10 @@ def run_model(run: Path, cfg: TrainConfig) -> str:
 
 
 def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: list[str], overrides: list[str],
-               progress: bool = True) -> dict:
-    """Evaluate every run of the finished ablation in `out` (world preset and --set `extra` as it was run)
-    again; returns the aggregated table (ablate.aggregate's format), `_meta.reevaluated` naming the overrides."""
+               progress: bool = True, first_seed: int = 0) -> dict:
+    """Evaluate every run of seeds first_seed .. first_seed + seeds - 1 of the finished ablation in `out` (world
+    preset and --set `extra` as it was run) again; returns the aggregated table (ablate.aggregate's format),
+    `_meta.reevaluated` naming the overrides."""
     from tqdm import tqdm
 
     from .evaluate import evaluate, json_row
@@ -77,7 +78,10 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
     methods = checked_request(world, methods)
     parsed = _check_overrides(overrides)
     out = Path(out)
-    runs = [(m, s) for s in range(seeds) for m in methods]
+    if first_seed < 0:
+        raise ValueError(f"reevaluate: --first-seed must be >= 0, got {first_seed}")
+    seed_list = list(range(first_seed, first_seed + seeds))
+    runs = [(m, s) for s in seed_list for m in methods]
     for m, s in runs:  # refuse before evaluating anything: one table, every run this ablation's and finished
         if job_state(world, m, s, out, extra) != "done":
             raise ValueError(f"reevaluate: {out / f'{m}-s{s}'} is not a finished run of this ablation; finish it "
@@ -94,11 +98,13 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
         model, tok = load_for_eval(path, cfg)
         metrics, _ = evaluate(model, tok, make_eval_task(cfg), cfg, seed=cfg.seed)
         atomic_write_json(target, {**json_row(metrics), "model": path, "run": str(run), "overrides": parsed})
-    results = aggregate(dest, methods, seeds)
+    results = aggregate(dest, methods, {m: seed_list for m in methods})
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "runs": str(out), "reevaluated": overrides,
                         "results": str(dest),
-                        "eval": eval_protocol(as_dict(run_config(out / f"{methods[0]}-s0", parsed)))
+                        "eval": eval_protocol(as_dict(run_config(out / f"{methods[0]}-s{first_seed}", parsed)))
                         + " (the runs' final models evaluated again)",
                         "wall_seconds": round(time.time() - start, 1)}
+    if first_seed:  # as run_ablation records it, so `score findings --pool` lines the seeds up
+        results["_meta"]["first_seed"] = first_seed
     return results
 

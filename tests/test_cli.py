@@ -235,6 +235,14 @@ def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(
         for metric in ("acc_t1", "acc_t2", "delta", "delta_c2i", "answer_change_rate"):
             assert again[key][metric]["per_seed"] == trained[key][metric]["per_seed"], (key, metric)
     assert "evaluated again" in same.stdout
+    # a later batch of seeds alone (--first-seed, as it was trained): only its runs, its seeds in the table
+    assert args[5:7] == ["--seeds", "2"]
+    score(*args[:5], "--seeds", "1", "--first-seed", "1", *args[7:], "--reevaluate", "eval_samples=2",
+          "--json", str(tmp_path / "later.json"))
+    later = json.loads((tmp_path / "later.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "abl" / "reeval-eval_samples-2").glob("*-s*.json")) == [
+        "base-s1.json", "st-rl-s1.json"]
+    assert later["st-rl"]["seeds"] == [1] and later["_meta"]["first_seed"] == 1
     # another protocol: 3 samples per problem on 4 problems, written to its own folder
     score(*args, "--reevaluate", "eval_samples=3", "--reevaluate", "eval_problems=4", "--json", str(tmp_path / "s3.json"))
     folder = tmp_path / "abl" / "reeval-eval_problems-4-eval_samples-3"
