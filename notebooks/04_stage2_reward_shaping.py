@@ -64,7 +64,7 @@ else:  # the ablation's budget on the pick world (score ablate --preset toy): St
     # Stage II 40, 8 problems x 4 samples, eval 256 x 4 at temperature 1; about 3 minutes a run
     from score_lib.ablate import WORLDS
 
-    BUDGET = {**WORLDS["toy"], "trace_every": 2}
+    BUDGET = {**WORLDS["toy"], "trace_every": 2, "eval_problems": 256}  # 256 as notebooks 02, 03 and 05
 BUDGET
 
 # %% [markdown]

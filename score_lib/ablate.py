@@ -50,9 +50,12 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
 # answer (-3 among c->c, c->c, i->c, i->i), although the -alpha * r1 of Eq. 4 is attempt 1's doing. Over 8 seeds
 # it raised SCoRe's Delta on the default world from +0.004 to +0.009; on the harder world 3 seeds could not
 # tell the two apart (RESULTS.md, 2026-12-04).
+# eval_problems 1024 (256 until 2026-12-05): the first 256 test problems of the pick world happen to be easier
+# than the rest (the base's Acc@t1 0.684 there, 0.645 on 1024), and every Delta's sampling error halves. Evaluation
+# takes about 20 s a run at 1024: the 3-seed table took 28 min 45 s instead of 21 min 5 s (RESULTS.md, 2026-12-05).
 ABLATION_BUDGET = {"steps": 60, "stage1_steps": 20, "batch_prompts": 8, "samples_per_prompt": 4,
                    "lr": 2e-4, "sft_lr": 3e-4, "beta2": 1.0, "baseline": "loo-state", "eval_every": 0,
-                   "checkpoint_every": 0, "eval_problems": 256, "eval_samples": 4}
+                   "checkpoint_every": 0, "eval_problems": 1024, "eval_samples": 4}
 # The default world is the pick world (tasks.toy_pick): its check is easier than its solution, which is
 # where the paper's findings appear (RESULTS.md, "A base between the two"); a checked second attempt that
 # scans again runs to about 50 tokens with 5 numbers, 60 with 6. The chain world, whose base never
