@@ -157,8 +157,7 @@ display(Markdown(findings.markdown(findings.check(results))))
 # SCoRe's Delta is above multi-turn RL's: the two stages and the bonus buy self-correction that naive
 # multi-turn RL does not learn with the same budget. On this world that gap holds in each of the eight seeds
 # recorded; SCoRe's own Delta is small (+0.005 over those eight on 1024 test problems, negative in two of them,
-# RESULTS.md), so
-# the lesson is the order of the rows, not the size of the gain.
+# RESULTS.md), so the lesson is the order of the rows, not the size of the gain.
 
 # %%
 print(f"SCoRe Delta {means['score']['delta']:+.3f}, multi-turn RL Delta {means['mt-rl']['delta']:+.3f}")

@@ -215,6 +215,13 @@ def jobs_to_run(states: dict[tuple[str, int], str]) -> list[tuple[str, int]]:
                   key=lambda job: ABLATIONS[job[0]][1].get("steps") == 0)
 
 
+def seed_range(first_seed: int, seeds: int) -> list[int]:
+    """The seeds of one invocation, first_seed .. first_seed + seeds - 1 (training or --reevaluate)."""
+    if first_seed < 0:
+        raise ValueError(f"ablate: --first-seed must be >= 0, got {first_seed}")
+    return list(range(first_seed, first_seed + seeds))
+
+
 def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, methods: list[str] | None = None,
                  extra: list[str] | None = None, workers: int | None = None, progress: bool = True,
                  first_seed: int = 0) -> dict:
@@ -228,8 +235,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     from .trainer import _resolve_model, model_record
 
     methods = checked_request(world, methods)
-    if first_seed < 0:  # refused before the base build, which can take minutes
-        raise ValueError(f"ablate: --first-seed must be >= 0, got {first_seed}")
+    seed_list = seed_range(first_seed, seeds)  # a bad first seed is refused before the base build (minutes)
     extra = extra or []
     out = Path(out or f"runs/ablate-{world}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -248,7 +254,6 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
               file=sys.stderr)
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    seed_list = list(range(first_seed, first_seed + seeds))
     states = {(m, s): job_state(world, m, s, out, extra) for s in seed_list for m in methods}
     check_models(out, [job for job, state in states.items() if state != "new"], model)
     jobs = jobs_to_run(states)

@@ -15,7 +15,7 @@ import re
 import time
 from pathlib import Path
 
-from .ablate import aggregate, checked_request, eval_protocol, job_state
+from .ablate import aggregate, checked_request, eval_protocol, job_state, seed_range
 from .config import EVAL_ONLY, TrainConfig, as_dict, build_config
 
 # what a re-evaluation may change: the protocol, never the world or the model
@@ -78,9 +78,7 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
     methods = checked_request(world, methods)
     parsed = _check_overrides(overrides)
     out = Path(out)
-    if first_seed < 0:
-        raise ValueError(f"reevaluate: --first-seed must be >= 0, got {first_seed}")
-    seed_list = list(range(first_seed, first_seed + seeds))
+    seed_list = seed_range(first_seed, seeds)
     runs = [(m, s) for s in seed_list for m in methods]
     for m, s in runs:  # refuse before evaluating anything: one table, every run this ablation's and finished
         if job_state(world, m, s, out, extra) != "done":

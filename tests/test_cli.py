@@ -64,6 +64,16 @@ def test_bad_input_gets_one_line_errors(tiny_base, tmp_path):
         assert len(lines) == 1 and msg in lines[0], out.stderr
 
 
+def test_a_negative_first_seed_is_refused_before_any_work(tmp_path):
+    """Training and --reevaluate share one seed range (ablate.seed_range): both refuse -1 by name, before a
+    base is built or a model loaded (--out is not even created)."""
+    for extra in ([], ["--reevaluate", "eval_samples=1"]):
+        out = score("ablate", "--preset", "toy-chain", "--methods", "base", "--first-seed", "-1",
+                    "--out", str(tmp_path / "abl"), *extra, check=False)
+        assert out.returncode == 2 and "--first-seed must be >= 0, got -1" in out.stderr, out.stderr
+        assert not (tmp_path / "abl").exists()
+
+
 def test_help_and_runs_listing(tiny_base, tmp_path):
     for sub in ("toy-base", "train", "eval", "runs"):
         assert "usage" in score(sub, "--help").stdout
