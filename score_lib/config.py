@@ -59,7 +59,8 @@ class TrainConfig:
     beta2: float = 0.1
     """Stage I KL coefficient on attempt 1 (Eq. 3; paper: 0.1 math, 0.25 code)."""
     baseline: str = "loo"
-    """Policy-gradient baseline: loo (other samples of the prompt) or loo-state (also the same previous-attempt reward)."""
+    """Policy-gradient baseline: loo (other samples of the prompt), loo-state (also the same previous-attempt
+    reward), or loo-state-pooled (loo-state; a sample alone in its state uses the batch's others in that state)."""
     kl_estimator: str = "full"
     """Per-token KL: full (exact over the vocabulary), k3 or k1."""
     offline_first_attempts: float = 0.0

@@ -72,27 +72,39 @@ def leave_one_out(shaped: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     return torch.where((counts[group] > 1)[:, None], baseline, torch.zeros_like(baseline))
 
 
-def state_leave_one_out(shaped: torch.Tensor, rewards: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+def _peers(ids: torch.Tensor) -> torch.Tensor:
+    """For each row, how many OTHER rows share its id."""
+    counts = torch.zeros(int(ids.max()) + 1).index_add_(0, ids, torch.ones(len(ids)))
+    return counts[ids] - 1
+
+
+def state_leave_one_out(shaped: torch.Tensor, rewards: torch.Tensor, group: torch.Tensor,
+                        pooled: bool = False) -> torch.Tensor:
     """Leave-one-out baseline that also conditions attempt j > 1 on the previous attempt's reward, [N, k].
 
     Attempt j's baseline is the mean shaped reward of the other samples of the same prompt whose attempt
     j - 1 scored the same. The previous attempt is part of the state attempt j is written in, so this is
     still a baseline (it never depends on the sample's own attempt j) and the gradient stays unbiased;
     what it removes is the part of attempt 2's shaped reward that attempt 1 decided (the -alpha * r1
-    of Eq. 4), which otherwise reaches attempt 2's tokens as noise. Where no other sample shares the
-    state, the plain per-prompt baseline stands in."""
+    of Eq. 4), which otherwise reaches attempt 2's tokens as noise. Where no other sample of the prompt
+    shares the state, the plain per-prompt baseline stands in, or with `pooled` the mean over the batch's
+    other samples in the same state (other prompts: still independent of the sample's own attempt j).
+    With 4 samples at Acc@t1 0.7 a third of the wrong first attempts are alone in their prompt."""
     plain = leave_one_out(shaped, group)
     out = plain.clone()
     for j in range(1, shaped.shape[1]):
-        _, state = torch.unique(torch.stack([group.float(), rewards[:, j - 1].float()], dim=1), dim=0,
-                                return_inverse=True)
-        counts = torch.zeros(int(state.max()) + 1).index_add_(0, state, torch.ones(len(state)))
+        prev = rewards[:, j - 1].float()
+        _, state = torch.unique(torch.stack([group.float(), prev], dim=1), dim=0, return_inverse=True)
+        fallback = plain[:, j]
+        if pooled:
+            _, level = torch.unique(prev, return_inverse=True)
+            fallback = torch.where(_peers(level) > 0, leave_one_out(shaped[:, j:j + 1], level)[:, 0], fallback)
         same = leave_one_out(shaped[:, j:j + 1], state)[:, 0]
-        out[:, j] = torch.where(counts[state] > 1, same, plain[:, j])
+        out[:, j] = torch.where(_peers(state) > 0, same, fallback)
     return out
 
 
-BASELINES = ("loo", "loo-state")
+BASELINES = ("loo", "loo-state", "loo-state-pooled")
 
 
 def advantages(method: str, rewards: torch.Tensor, group: torch.Tensor, alpha: float,
@@ -101,9 +113,23 @@ def advantages(method: str, rewards: torch.Tensor, group: torch.Tensor, alpha: f
     shaped = shaped_rewards(method, rewards, alpha)
     if baseline == "loo":
         base = leave_one_out(shaped, group)
-    elif baseline == "loo-state":
-        base = state_leave_one_out(shaped, rewards, group)
+    elif baseline in ("loo-state", "loo-state-pooled"):
+        base = state_leave_one_out(shaped, rewards, group, pooled=baseline == "loo-state-pooled")
     else:
         raise ValueError(f"objective: baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
     adv = shaped - base
     return adv * reward_mask(method, rewards.shape[1])[None, :]
+
+
+def step_advantages(method: str, rewards: torch.Tensor, samples_per_prompt: int, alpha: float, baseline: str,
+                    n_offline: int = 0, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training step's shaped rewards and advantages for `rows` (one process's shard) of the whole batch's
+    rewards [N, k], each problem's samples adjacent. The baselines see the whole batch, so a shard gets the
+    single-process values: loo-state-pooled pools over problems, which the shards split.
+    Section 5.3: the first n_offline problems' first attempts are the base model's, states rather than samples
+    of the policy; they keep their reward (attempt 2's alpha * (r2 - r1) needs it) but train nothing. They
+    are whole LOO groups, and attempt 1's baseline never looks outside its group, so no other row changes."""
+    group = torch.arange(len(rewards)) // samples_per_prompt
+    adv = advantages(method, rewards, group, alpha, baseline)
+    adv[:n_offline * samples_per_prompt, 0] = 0.0
+    return shaped_rewards(method, rewards, alpha)[rows], adv[rows]

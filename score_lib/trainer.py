@@ -206,17 +206,17 @@ class Trainer:
                                    max_new_tokens=cfg.max_new_tokens, seed=seed)
         t1 = time.time()
         grade(self.task, episodes)
-        rewards = torch.tensor([[a.reward for a in ep.attempts] for ep in episodes])
-        group = torch.tensor([i // cfg.samples_per_prompt for i in range(len(episodes))])
+        # the whole batch's per-episode outcomes, in single-process order: the baselines (loo-state-pooled looks
+        # across problems) and the metrics below are those of the full batch in every process
+        rows = gather_list(acc, [([a.reward for a in ep.attempts], [a.answer for a in ep.attempts],
+                                  sum(a.truncated for a in ep.attempts)) for ep in episodes])
+        all_rewards = torch.tensor([r[0] for r in rows])
+        first = lo * cfg.samples_per_prompt  # this shard's first episode in the whole batch
         t2 = time.time()
-        # objective (Eq. 2-4): per-attempt shaped rewards, baseline (cfg.baseline), KL coefficients. A problem's
-        # samples never straddle two shards, so a shard's baselines are those of the whole batch.
-        shaped = objectives.shaped_rewards(stage, rewards, cfg.alpha)
-        adv = objectives.advantages(stage, rewards, group, cfg.alpha, cfg.baseline)
-        # Section 5.3: the base model's first attempts are states, not samples of the policy; they keep their
-        # reward (attempt 2's bonus alpha * (r2 - r1) needs it) and their KL term, but train nothing themselves.
-        # They are whole LOO groups (the first n_off problems), so no other episode's baseline changes.
-        adv[:n_off * cfg.samples_per_prompt, 0] = 0.0
+        # objective (Eq. 2-4): per-attempt shaped rewards and advantages (cfg.baseline, over the whole batch;
+        # the base model's first attempts of Section 5.3 train nothing), KL coefficients
+        shaped, adv = objectives.step_advantages(stage, all_rewards, cfg.samples_per_prompt, cfg.alpha, cfg.baseline,
+                                                 n_off_all, slice(first, first + len(episodes)))
         kl_coef = objectives.kl_coefficients(stage, cfg.attempts, cfg.beta1, cfg.beta2)
         batch = collate(episodes, self.tok.pad_token_id)
         device = self.accelerator.device
@@ -242,24 +242,20 @@ class Trainer:
             self.vllm.sync_weights(self.policy)
         t3 = time.time()
         stats = reduce_means(acc, stats, len(episodes))
-        # the whole batch's per-episode outcomes, in single-process order, for the metrics below
-        rows = gather_list(acc, [([a.reward for a in ep.attempts], shaped[i].tolist(), [a.answer for a in ep.attempts],
-                                  sum(a.truncated for a in ep.attempts)) for i, ep in enumerate(episodes)])
-        all_rewards, all_shaped = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
         record = {"step": step + 1, "stage": stage, "time": round(time.time() - self.t0, 3), **stats,
                   "grad_norm": float(grad_norm) if grad_norm is not None else None,
                   "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2,
                   "offline_share": n_off_all / cfg.batch_prompts,
-                  "truncated_share": sum(r[3] for r in rows) / all_rewards.numel()}
+                  "truncated_share": sum(r[2] for r in rows) / all_rewards.numel()}
+        all_shaped = objectives.shaped_rewards(stage, all_rewards, cfg.alpha)
         for j in range(cfg.attempts):
             record[f"reward_t{j + 1}"] = float(all_rewards[:, j].mean())
             record[f"shaped_t{j + 1}"] = float(all_shaped[:, j].mean())
         if cfg.attempts >= 2:
             pm = pair_metrics(all_rewards[:, 0].bool().tolist(), all_rewards[:, 1].bool().tolist(),
-                              a1=[r[2][0] for r in rows], a2=[r[2][1] for r in rows])
+                              a1=[r[1][0] for r in rows], a2=[r[1][1] for r in rows])
             record.update({f"train_{k}": pm[k] for k in TRAIN_PAIR_KEYS})
         if cfg.trace_every and step % cfg.trace_every == 0:
-            first = lo * cfg.samples_per_prompt  # this shard's first episode in the whole batch
             mine = [episode_record(ep, step + 1, "train", stage, self.tok, adv[i], shaped[i])
                     for i, ep in enumerate(episodes[:max(0, cfg.traces_per_step - first)])]
             self.writer.log_traces(gather_list(acc, mine))

@@ -71,6 +71,31 @@ def test_state_baseline_conditions_attempt2_on_attempt1_outcome():
         obj.advantages("stage2", lone, torch.zeros(3, dtype=torch.long), ALPHA, "mean")
 
 
+def test_pooled_state_baseline_falls_back_to_the_batch_s_samples_in_the_same_state():
+    # prompt 0: three right first attempts and one lone wrong one (fixed); prompt 1: two i->i, two c->c
+    rewards = torch.tensor([OUTCOMES["c2c"]] * 3 + [OUTCOMES["i2c"]] + [OUTCOMES["i2i"]] * 2 + [OUTCOMES["c2c"]] * 2)
+    group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    state = obj.advantages("stage2", rewards, group, ALPHA, "loo-state")
+    pooled = obj.advantages("stage2", rewards, group, ALPHA, "loo-state-pooled")
+    # the lone i->c: loo-state compares it with its prompt's c->c (shaped 1), pooled with prompt 1's i->i (0)
+    assert state[3, 1] == pytest.approx(11 - 1) and pooled[3, 1] == pytest.approx(11 - 0)
+    # every sample with a peer in its own prompt and state keeps the loo-state advantage; attempt 1 too
+    others = [0, 1, 2, 4, 5, 6, 7]
+    assert torch.allclose(pooled[others], state[others])
+    assert pooled[:, 0].tolist() == pytest.approx(state[:, 0].tolist())
+    # a baseline: the lone sample's baseline does not move with its own attempt-2 reward
+    broken = rewards.clone()
+    broken[3, 1] = 0.0  # i->c becomes i->i
+    again = obj.advantages("stage2", broken, group, ALPHA, "loo-state-pooled")
+    shaped = obj.shaped_rewards("stage2", broken, ALPHA)
+    assert shaped[3, 1] - again[3, 1] == pytest.approx(11 - pooled[3, 1])
+    # alone in its state in the whole batch: the plain per-prompt baseline again
+    lone = torch.tensor([OUTCOMES["i2c"], OUTCOMES["c2c"], OUTCOMES["c2i"], OUTCOMES["c2c"]])
+    two = torch.tensor([0, 0, 1, 1])
+    assert obj.advantages("stage2", lone, two, ALPHA, "loo-state-pooled")[0, 1] == pytest.approx(
+        obj.advantages("stage2", lone, two, ALPHA, "loo")[0, 1])
+
+
 def test_bad_method_and_shapes_are_named():
     with pytest.raises(ValueError, match="unknown RL method 'ppo'"):
         obj.shaped_rewards("ppo", torch.zeros(1, 2))
@@ -172,3 +197,22 @@ def test_kl_has_gradient_and_is_exact(tiny):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     same = kl_per_token(ref_logits, ref_logits, ids, "k3")
     assert same.abs().max() < 1e-6
+
+
+def test_a_shard_s_advantages_are_the_whole_batch_s_rows():
+    # two problems a shard, one sample each: a shard never holds a problem's other samples, so every
+    # attempt-2 baseline of loo-state-pooled comes from the batch's other problems, across the shard boundary
+    rewards = torch.tensor([OUTCOMES["c2c"], OUTCOMES["i2c"], OUTCOMES["c2i"], OUTCOMES["i2c"]])
+    shaped, adv = obj.step_advantages("stage2", rewards, 1, ALPHA, "loo-state-pooled")
+    halves = [obj.step_advantages("stage2", rewards, 1, ALPHA, "loo-state-pooled", rows=slice(lo, lo + 2))
+              for lo in (0, 2)]
+    assert torch.equal(torch.cat([h[1] for h in halves]), adv) and torch.equal(torch.cat([h[0] for h in halves]), shaped)
+    # row 1 (i->c) is measured against row 3 (also i->c), which lies in the other shard
+    assert adv[1, 1] == pytest.approx(shaped[1, 1] - shaped[3, 1]) == 0
+    alone = obj.step_advantages("stage2", rewards[:2], 1, ALPHA, "loo-state-pooled")[1]
+    assert alone[1, 1] == pytest.approx(11)  # what a shard computing on its own rows would get wrong
+    # Section 5.3: the first problem's first attempt is the base model's: attempt 1 trains nothing there,
+    # and nothing else changes
+    _, off = obj.step_advantages("stage2", rewards, 1, ALPHA, "loo-state-pooled", n_offline=1)
+    assert off[0, 0] == 0 and adv[0, 0] != 0
+    assert torch.equal(off[1:], adv[1:]) and off[0, 1] == adv[0, 1]
