@@ -326,6 +326,15 @@ def test_base_build_stops_at_the_first_check_that_reaches_the_target(cache_dir, 
     meta = json.loads((path / "toy_base.json").read_text())
     assert meta["steps"] == 9 and not meta["reached_target"] and len(meta["checks"]) == 4
     assert meta["stopped_by"] == "max_steps"
+    # fine checks: every 4 steps until a check comes within 0.1 of the target, then every step
+    curve = iter([0.1, 0.3, 0.38, 0.41, 0.47])
+    fine = dict(small, check_every=4, fine_check_every=1, fine_check_margin=0.1)
+    cfg = toy_base.ToyBaseConfig(target_acc=0.45, max_steps=40, **fine)
+    meta = json.loads((toy_base.build_toy_base(cfg, progress=False) / "toy_base.json").read_text())
+    assert [c["step"] for c in meta["checks"]] == [4, 8, 12, 13, 14] and meta["steps"] == 14  # 0.38 >= 0.45 - 0.1
+    assert cfg.key() != toy_base.ToyBaseConfig(target_acc=0.45, max_steps=40, **dict(small, check_every=4)).key()
+    # off (the default), the fine settings do not name another model: old caches stay valid
+    assert toy_base.ToyBaseConfig().key() == toy_base.ToyBaseConfig(fine_check_margin=0.3).key()
 
 
 def test_a_build_its_clock_stops_says_so(cache_dir):
