@@ -241,6 +241,16 @@ def model_key(path: str) -> str:
     return Path(path).name
 
 
+def model_build(path: str) -> str:
+    """Which build of a model: its key and, for a toy base, the steps its build took. The same recipe rebuilt
+    on another CPU rounds differently and can stop elsewhere under the same cache key (8bf629a21f: 2000
+    steps on one machine, 1700 on another; RESULTS.md), and tables from the two builds differ."""
+    built = Path(path) / "toy_base.json"
+    if not built.exists():
+        return model_key(path)
+    return f"{model_key(path)} ({_read_json_file(built).get('steps')} steps)"
+
+
 def read_model(run_dir) -> dict | None:
     """The run's model.json, or None for a run written before runs recorded their model."""
     path = Path(run_dir) / MODEL_FILE

@@ -231,6 +231,15 @@ def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base,
     model_json.write_text(json.dumps({**json.loads(model_json.read_text()), "path": "/elsewhere/0123456789"}))
     out = score(*args, check=False)
     assert out.returncode != 0 and "base-s0 (/elsewhere/0123456789)" in out.stderr
+    # and one from another build under the same cache key (its build took other steps)
+    recorded = json.loads(model_json.read_text())
+    recorded["path"] = str(tiny_base)
+    recorded["toy_base"]["steps"] += 1
+    model_json.write_text(json.dumps(recorded))
+    out = score(*args, check=False)
+    assert out.returncode != 0 and f"base-s0 ({tiny_base}, {recorded['toy_base']['steps']} steps)" in out.stderr
+    steps = json.loads((tiny_base / "toy_base.json").read_text())["steps"]
+    assert again["_meta"]["model_build"] == f"{tiny_base.name} ({steps} steps)"
 
 
 def test_ablate_reevaluate_scores_the_final_models_again_under_another_protocol(tiny_base, tmp_path):

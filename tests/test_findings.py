@@ -179,3 +179,10 @@ def test_pool_puts_each_methods_seeds_side_by_side_and_keeps_them_paired():
     b["_meta"]["model"] = "/cache/toy-base/a34e1fb78a"
     with pytest.raises(ValueError, match="b.json: trained from the model a34e1fb78a, but a.json from 8bf629a21f"):
         F.pool({"a.json": a, "b.json": b})
+    # the same key built twice (another CPU stopped the build elsewhere) is refused where both record the build
+    b["_meta"]["model"] = a["_meta"]["model"]
+    a["_meta"]["model_build"], b["_meta"]["model_build"] = "8bf629a21f (2000 steps)", "8bf629a21f (1700 steps)"
+    with pytest.raises(ValueError, match=r"b.json: trained from the build 8bf629a21f \(1700 steps\), but a.json"):
+        F.pool({"a.json": a, "b.json": b})
+    del b["_meta"]["model_build"]  # an older recording: its key agrees, its build is not known
+    assert F.pool({"a.json": a, "b.json": b})
