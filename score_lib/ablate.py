@@ -166,6 +166,23 @@ def check_models(out: Path, jobs: list[tuple[str, int]], model: str) -> None:
                          "remove them or pass another --out")
 
 
+def missed_target(model: str) -> str | None:
+    """What to tell the user when a toy base ran all its steps without reaching its target: its table need
+    not show the findings (a harder-world build whose check never formed: RESULTS.md, 2026-12-06)."""
+    from .toy_base import stop_summary
+
+    built = Path(model) / "toy_base.json"
+    meta = json.loads(built.read_text()) if built.exists() else {}
+    if not meta.get("checks") or meta.get("reached_target") or meta.get("stopped_by") != "max_steps":
+        return None
+    last, gap = meta["checks"][-1], meta["config"].get("target_flag_gap")
+    why = ("a base whose check does not work re-solves right and wrong first attempts alike, and the paper's "
+           "findings need one that can tell them apart" if gap and (last.get("flag_wrong") or 0) -
+           (last.get("flag_right") or 0) < gap else "its table need not show the paper's findings")
+    return (f"the base {model} ran all its {meta['steps']} steps without reaching its target "
+            f"({stop_summary(meta)}); {why} (docs/toy_world.md)")
+
+
 class Children:
     """The ablation's running training processes, so that a stop (Ctrl-C, or SIGTERM from kill or a job
     scheduler) reaches them: each ends as "stopped" and resumes with the same --out, and no queued run
@@ -262,6 +279,8 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
         print(f"ablate: warning: the base {model} was stopped by its wall-clock cap, not by its recipe "
               "(toy_base.json: stopped_by); its table may differ from one on a base built on an idle machine",
               file=sys.stderr)
+    if missed := missed_target(model):
+        print(f"ablate: warning: {missed}", file=sys.stderr)
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     states = {(m, s): job_state(world, m, s, out, extra) for s in seed_list for m in methods}

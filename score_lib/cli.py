@@ -135,7 +135,7 @@ def _write_json(path: str | None, metrics: dict):
 
 
 def cmd_toy_base(args) -> int:
-    from .toy_base import build_toy_base, config_from
+    from .toy_base import build_toy_base, config_from, stop_summary
 
     try:
         cfg = config_from(args.overrides)
@@ -146,13 +146,7 @@ def cmd_toy_base(args) -> int:
     print(f"toy base model: {path} ({meta['parameters']:,} parameters, {meta['steps']} steps, "
           f"{meta['seconds']} s, loss {meta['final_loss']:.3f}, stopped by {meta.get('stopped_by', 'not recorded')})")
     if meta.get("checks"):
-        last = meta["checks"][-1]
-        verdict = "reached" if meta["reached_target"] else "did NOT reach"
-        flags = (f", checks flag wrong / right first attempts {last['flag_wrong']} / {last['flag_right']}"
-                 if "flag_wrong" in last else "")
-        target = f"Acc@t1 {cfg.target_acc}" + (f" and a flag gap of {cfg.target_flag_gap}" if cfg.target_flag_gap else "")
-        print(f"sampled Acc@t1 on held-out problems {last['acc_t1']:.3f} at step {last['step']}{flags}: "
-              f"{verdict} the target ({target})")
+        print(stop_summary(meta))
     return 0
 
 

@@ -229,6 +229,18 @@ def reached_target(point: dict, cfg: ToyBaseConfig) -> bool:
     return point["flag_wrong"] - point["flag_right"] >= cfg.target_flag_gap
 
 
+def stop_summary(meta: dict) -> str:
+    """A build's last held-out check against its target, in words (toy_base.json's dict, with checks)."""
+    last, cfg = meta["checks"][-1], meta["config"]
+    verdict = "reached" if meta["reached_target"] else "did NOT reach"
+    flags = (f", checks flag wrong / right first attempts {last['flag_wrong']} / {last['flag_right']}"
+             if "flag_wrong" in last else "")
+    target = f"Acc@t1 {cfg['target_acc']}" + (f" and a flag gap of {cfg['target_flag_gap']}"
+                                               if cfg.get("target_flag_gap") else "")
+    return (f"sampled Acc@t1 on held-out problems {last['acc_t1']:.3f} at step {last['step']}{flags}: "
+            f"{verdict} the target ({target})")
+
+
 class ClockStopped(UserWarning):
     """A build its wall-clock cap stopped (toy_base.json: stopped_by max_seconds)."""
 

@@ -319,6 +319,9 @@ def test_base_build_stops_at_the_first_check_that_reaches_the_target(cache_dir, 
     path = toy_base.build_toy_base(toy_base.ToyBaseConfig(target_acc=0.45, max_steps=40, **small), progress=False)
     meta = json.loads((path / "toy_base.json").read_text())
     assert meta["steps"] == 6 and meta["reached_target"] and meta["stopped_by"] == "target" and seen == [16, 16, 16]
+    from score_lib.ablate import missed_target
+
+    assert missed_target(str(path)) is None  # score ablate warns only about a base that missed its target
     assert [c["step"] for c in meta["checks"]] == [2, 4, 6] and meta["checks"][-1]["acc_t1"] == 0.5
     # a target never reached: the build runs to max_steps and says so
     curve = iter([0.1] * 5)
@@ -326,6 +329,10 @@ def test_base_build_stops_at_the_first_check_that_reaches_the_target(cache_dir, 
     meta = json.loads((path / "toy_base.json").read_text())
     assert meta["steps"] == 9 and not meta["reached_target"] and len(meta["checks"]) == 4
     assert meta["stopped_by"] == "max_steps"
+    said = missed_target(str(path))
+    assert "ran all its 9 steps without reaching its target" in said
+    assert "held-out problems 0.100 at step 8: did NOT reach the target (Acc@t1 0.95)" in said
+    assert "need not show the paper's findings" in said  # no check asked for: nothing said about one
     # fine checks: every 4 steps until a check comes within 0.1 of the target, then every step
     curve = iter([0.1, 0.3, 0.38, 0.41, 0.47])
     fine = dict(small, check_every=4, fine_check_every=1, fine_check_margin=0.1)

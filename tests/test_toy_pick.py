@@ -168,6 +168,9 @@ def test_a_flag_gap_build_records_the_check_on_its_learning_curve(cache_dir):
                                        target_flag_gap=0.3, check_every=2, check_problems=8), progress=False)
     meta = json.loads((base / "toy_base.json").read_text())
     assert [c["step"] for c in meta["checks"]] == [2, 4] and meta["steps"] == 4 and not meta["reached_target"]
+    from score_lib.ablate import missed_target
+
+    assert "a base whose check does not work" in missed_target(str(base))  # what score ablate warns
     assert all({"acc_t1", "checked_share", "flag_right", "flag_wrong"} <= set(c) for c in meta["checks"])
 
 
