@@ -256,9 +256,8 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     from tqdm import tqdm
 
     from .config import build_config
-    from .runs import atomic_write_json
+    from .runs import atomic_write_json, model_build
     from .toy_base import ClockStopped
-    from .runs import model_build
     from .trainer import _resolve_model, model_record
 
     methods = checked_request(world, methods)
