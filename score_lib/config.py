@@ -108,6 +108,10 @@ class TrainConfig:
     """Episodes written each time."""
     checkpoint_every: int = 25
     """Save a resumable checkpoint every this many steps (and at the end)."""
+    select_by: str = "last"
+    """Weights the final evaluation scores: last, or train-reward (Section 5.3: highest training reward)."""
+    select_window: int = 10
+    """select_by=train-reward: consecutive steps whose training rewards are averaged per candidate."""
     sft_iterations: int = 3
     """STaR: rounds of sample-filter-train (Pair-SFT uses one)."""
     sft_problems: int = 256
@@ -218,6 +222,16 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"setting {name!r}: must be >= 1, got {getattr(cfg, name)}")
     if cfg.method == "score" and cfg.stage1_steps > cfg.steps:
         raise ConfigError(f"setting 'stage1_steps': {cfg.stage1_steps} exceeds steps={cfg.steps}")
+    if cfg.select_by not in ("last", "train-reward"):
+        raise ConfigError(f"setting 'select_by': last or train-reward, got {cfg.select_by!r}")
+    if cfg.select_by == "train-reward":
+        if cfg.method not in RL_FAMILY or (cfg.method == "score" and cfg.stage2 == "star"):
+            raise ConfigError(f"setting 'select_by': train-reward selects among RL steps; {cfg.method}"
+                              + (" with stage2=star" if cfg.method == "score" else "") + " ends with none")
+        last_stage = cfg.steps - (cfg.stage1_steps if cfg.method == "score" else 0)
+        if not 1 <= cfg.select_window <= last_stage:
+            raise ConfigError(f"setting 'select_window': must be 1..{last_stage} (the steps of the run's last "
+                              f"stage), got {cfg.select_window}")
     if cfg.lr <= 0 or cfg.sft_lr <= 0:
         raise ConfigError("setting 'lr'/'sft_lr': must be > 0")
     return cfg

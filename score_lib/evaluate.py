@@ -11,7 +11,10 @@ JSON_KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", 
 
 def json_row(metrics: dict) -> dict:
     """The metrics `score train --json` / `score eval --json` write (and ablate aggregates)."""
-    return {k: metrics.get(k) for k in JSON_KEYS}
+    row = {k: metrics.get(k) for k in JSON_KEYS}
+    if metrics.get("selected_step") is not None:  # select_by=train-reward: the step whose weights were scored
+        row["selected_step"] = metrics["selected_step"]
+    return row
 
 
 def instructions_for(cfg, attempts: int) -> tuple[list[str], list[bool]]:

@@ -50,10 +50,17 @@ def run_config(run: Path, overrides: dict) -> TrainConfig:
 
 
 def run_model(run: Path, cfg: TrainConfig) -> str:
-    """The model a run ended with: its last complete checkpoint, or its starting model if it trained nothing."""
+    """The model a run's final evaluation scored: its selected weights (select_by=train-reward), else its last
+    complete checkpoint, or its starting model if it trained nothing."""
     from .runs import latest_checkpoint
+    from .selection import read_best
     from .trainer import start_model
 
+    if cfg.select_by == "train-reward":
+        best, _ = read_best(run)
+        if best is None:
+            raise ValueError(f"reevaluate: {run} selects by training reward but saved no best weights")
+        return str(best / "model")
     ckpt = latest_checkpoint(run)
     if ckpt is not None:
         return str(ckpt / "model")

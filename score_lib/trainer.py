@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-import shutil
 import time
 import traceback
 from pathlib import Path
@@ -25,17 +24,18 @@ from pathlib import Path
 import torch
 
 from . import objectives
+from .checkpoints import Checkpoints
 from .config import EVAL_ONLY, SFT_FAMILY, TrainConfig, as_dict
 from .distributed import (MainWriter, broadcast, check_world, full_weights, gather_list, reduce_means,
-                          shard_bounds, shard_seed, sharded_weights)
+                          shard_bounds, shard_seed)
 from .episodes import collate
 from .evaluate import evaluate, instructions_for, json_row, outcomes
 from .losses import attempt_tail, reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, compute_dtype, load_policy
 from .rollout import continue_episodes, grade, rollout
-from .runs import (MODEL_FILE, RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete, model_key,
-                   read_model)
+from .runs import MODEL_FILE, RunStoreError, model_key, read_metrics, read_model
+from .selection import BestWindow, read_best
 from .tasks import make_eval_task, make_task
 
 
@@ -71,7 +71,7 @@ def episode_record(ep, step: int, split: str, stage: str, tokenizer=None, adv=No
             "prompt": ep.problem.prompt, "gold": ep.problem.answer, "sample": ep.sample, "attempts": atts}
 
 
-class Trainer:
+class Trainer(Checkpoints):
     """Owns the policy, reference, optimiser and run writer of one run."""
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True):
@@ -114,6 +114,11 @@ class Trainer:
         self.start_step, self.t0 = 0, time.time()
         if resume:
             self._load_checkpoint()
+        self.selector = None
+        if cfg.select_by == "train-reward":  # a resumed run refills its window and keeps its best (selection.py)
+            history = [r for r in read_metrics(self.run_dir) if "reward_t1" in r] if self.start_step else []
+            self.selector = BestWindow(cfg.method, cfg.stage1_steps, cfg.attempts, cfg.select_window, history,
+                                       read_best(self.run_dir)[1])
         self.vllm = None
         if cfg.rollout_backend == "vllm":  # started after a resume's load, then handed the weights in force
             from .models import resolve
@@ -141,9 +146,16 @@ class Trainer:
                 train_sft(self, "star", first_step=cfg.stage1_steps)
             elif cfg.method not in EVAL_ONLY:
                 self._train_rl()
-            final = self.eval_and_log(cfg.steps, final=True)
-            if cfg.steps > 0 and cfg.method not in EVAL_ONLY:
+            if self.selector:  # the last weights stay the resumable checkpoint; the best ones are evaluated
                 self.save_checkpoint(cfg.steps, final=True)
+                path, best = read_best(self.run_dir)
+                self._load_weights(path)
+                final = self.eval_and_log(cfg.steps, final=True, extra={"selected_step": best["step"],
+                                                                         "selected_train_reward": best["train_reward"]})
+            else:
+                final = self.eval_and_log(cfg.steps, final=True)
+                if cfg.steps > 0 and cfg.method not in EVAL_ONLY:
+                    self.save_checkpoint(cfg.steps, final=True)
             self.writer.set_status("finished", step=cfg.steps, final=json_row(final))
             return final
         except KeyboardInterrupt:
@@ -164,6 +176,8 @@ class Trainer:
                    total=until, disable=not self.progress)
         for step in bar:
             record = self.rl_step(step, train)
+            if self.selector and self.selector.update(record):  # saved before the step's metrics line: a
+                self.save_best(self.selector.best)               # resumed run never lacks a best it logged
             if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
                 record.update(self.eval_and_log(step + 1))
             self.writer.log_metrics(record)
@@ -261,8 +275,8 @@ class Trainer:
             self.writer.log_traces(gather_list(acc, mine))
         return record
 
-    # ---- evaluation, checkpoints ---------------------------------------------------------
-    def eval_and_log(self, step: int, final: bool = False) -> dict:
+    # ---- evaluation (checkpoints: checkpoints.py) -----------------------------------------
+    def eval_and_log(self, step: int, final: bool = False, extra: dict | None = None) -> dict:
         """Evaluate, write evals/<step>.json and test traces; returns eval_* keys for metrics.jsonl.
 
         Only the main process evaluates (the others wait), then shares the metrics: evaluation samples every
@@ -272,6 +286,7 @@ class Trainer:
         with full_weights(self.accelerator, self.model):
             if self.accelerator.is_main_process:
                 metrics, episodes = evaluate(self.policy, self.tok, self.eval_task, self.cfg, seed=self.cfg.seed)
+                metrics.update(extra or {})
                 self.writer.write_eval(step, {**metrics, "step": step, "outcomes": outcomes(episodes)})
                 self.writer.log_traces([episode_record(ep, step, "test", "eval") for ep in episodes[:16]])
             self.accelerator.wait_for_everyone()
@@ -283,57 +298,6 @@ class Trainer:
             return metrics
         return flat
 
-    def save_checkpoint(self, step: int, final: bool = False):
-        """Weights (or adapter) with save_pretrained, optimiser state, step; COMPLETE marks it usable.
-
-        Written by the main process alone, in a form that does not depend on the number of processes (the
-        unwrapped model's weights, the optimiser's state for whole parameters), so a checkpoint resumes on
-        any number of them. Under FSDP / DeepSpeed the weights are gathered first, and the optimiser state,
-        sharded there, is not saved: such a checkpoint is for evaluation, not for resuming."""
-        acc = self.accelerator
-        # gathering the whole weights is a collective under FSDP / DeepSpeed: every process joins
-        gathered = {"state_dict": acc.get_state_dict(self.model)} if sharded_weights(acc) else {}
-        if acc.is_main_process:
-            path = checkpoint_dir(self.run_dir, step)
-            if path.exists():
-                shutil.rmtree(path)
-            self.policy.save_pretrained(path / "model", safe_serialization=True, **gathered)
-            self.tok.save_pretrained(path / "model")
-            if not sharded_weights(acc):  # under DDP every process holds this same, whole optimiser state
-                torch.save(self.opt.state_dict(), path / "optimizer.pt")
-            (path / "state.json").write_text(json.dumps({"step": step, "method": self.cfg.method,
-                                                         "world_size": acc.num_processes}))
-            mark_checkpoint_complete(path)
-            done = sorted(p for p in path.parent.glob("step-*") if (p / "COMPLETE").exists())
-            for old in done[:-2]:  # keep the last two complete checkpoints
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()  # no process runs ahead of, or exits before, a checkpoint being written
-
-    def _load_checkpoint(self):
-        from safetensors.torch import load_file
-
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
-            return  # nothing saved yet: start from the beginning
-        if not (path / "optimizer.pt").is_file():
-            raise RunStoreError(f"{path}: no optimizer.pt (saved under FSDP or DeepSpeed, whose optimiser state "
-                                f"is sharded), so the run cannot resume; evaluate or start from {path / 'model'}")
-        model = self.policy  # every process loads the same whole weights, whatever the number that saved them
-        if self.cfg.lora:
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(model, load_file(path / "model" / "adapter_model.safetensors"))
-        else:
-            missing, unexpected = model.load_state_dict(load_file(path / "model" / "model.safetensors"),
-                                                        strict=False)
-            tied = {"lm_head.weight"}
-            if unexpected or set(missing) - tied:
-                raise RuntimeError(f"checkpoint {path}: weights do not match the model "
-                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-            model.tie_weights()
-        self.opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        self.start_step = json.loads((path / "state.json").read_text())["step"]
-        self.writer.truncate_after(self.start_step)
 
 
 def _resolve_model(cfg: TrainConfig) -> str:

@@ -103,6 +103,23 @@ def _stable(records):
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
 
 
+def crash_run_at(monkeypatch, cfg, run_dir, step: int):
+    """Run cfg into run_dir with its RL step `step` (1-based) raising before it starts: the run fails there."""
+    from score_lib.trainer import Trainer
+
+    real_step = Trainer.rl_step
+
+    def crashing(self, index, train):
+        if index == step - 1:
+            raise RuntimeError("simulated crash")
+        return real_step(self, index, train)
+
+    monkeypatch.setattr(Trainer, "rl_step", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(cfg, run_dir, progress=False).run()
+    monkeypatch.setattr(Trainer, "rl_step", real_step)
+
+
 def test_resume_matches_uninterrupted_run(tiny_base, tmp_path, monkeypatch):
     from score_lib.trainer import Trainer
 
@@ -112,19 +129,9 @@ def test_resume_matches_uninterrupted_run(tiny_base, tmp_path, monkeypatch):
     Trainer(cfg, tmp_path / "whole", progress=False).run()
 
     crashing = tmp_path / "crashed"
-    real_step = Trainer.rl_step
-
-    def crash_at_step_4(self, step, train):
-        if step == 3:
-            raise RuntimeError("simulated crash")
-        return real_step(self, step, train)
-
-    monkeypatch.setattr(Trainer, "rl_step", crash_at_step_4)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        Trainer(cfg, crashing, progress=False).run()
+    crash_run_at(monkeypatch, cfg, crashing, step=4)
     assert read_status(crashing)["state"] == "failed"
     assert "simulated crash" in read_status(crashing)["error"]
-    monkeypatch.setattr(Trainer, "rl_step", real_step)
     # the crashed run logged step 3 after its step-2 checkpoint; resume must replay it, not duplicate it
     score("train", "--resume", str(crashing), "--quiet")
     assert read_status(crashing)["state"] == "finished"
