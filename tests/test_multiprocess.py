@@ -22,11 +22,13 @@ from .conftest import TINY
 ROOT = Path(__file__).resolve().parents[1]
 # 4 steps (Stage I, then II), checkpoints at 2 and 4, an eval at 2 and at the end, every episode traced.
 # Greedy training rollouts (temperature 0) give each episode the same tokens however the batch is split,
-# so the 2-process run can be compared with the 1-process run value for value, not only in shape.
+# so the 2-process run can be compared with the 1-process run value for value, not only in shape. The final
+# evaluation scores the weights selected by training reward (windows of one Stage II step): saved by the
+# main process, loaded by both.
 SETTINGS = [o for o in TINY if not o.startswith(("steps", "stage1_steps", "batch_prompts", "checkpoint_every",
                                                  "eval_every"))] + [
     "steps=4", "stage1_steps=2", "batch_prompts=4", "checkpoint_every=2", "eval_every=2", "traces_per_step=8",
-    "temperature=0"]
+    "temperature=0", "select_by=train-reward", "select_window=1"]
 VOLATILE = ("time", "t_generate", "t_score", "t_update")
 
 
@@ -65,6 +67,8 @@ def test_two_processes_write_one_single_process_shaped_run_store_and_resume_in_o
     s2, s1 = read_status(two), read_status(one)
     assert (s2["state"], s2["step"], s2["world_size"], s1["world_size"]) == ("finished", 4, 2, 1)
     assert set(s2) == set(s1)
+    # the tiny base's rewards are all 0: the first candidate (step 3) stays the best, ties keep it
+    assert s2["final"]["selected_step"] == s1["final"]["selected_step"] == 3
     m2, m1 = read_metrics(two), read_metrics(one)
     # one writer: one line per step (a second writer would double them), the same keys as one process
     assert [(m["step"], m["stage"]) for m in m2] == [(1, "stage1"), (2, "stage1"), (3, "stage2"),
