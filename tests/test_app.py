@@ -137,6 +137,17 @@ def test_bad_run_directories_show_a_message(store, run, kind, message):
         assert page == "collapse" or not charts(at)
 
 
+def test_live_page_names_the_selected_weights(tmp_path, monkeypatch):
+    run = fx.make_run(tmp_path / "selected", steps=6, stage1_steps=3, eval_every=0)
+    with open(run / "metrics.jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    lines[-1]["eval_selected_step"] = 5  # select_by=train-reward evaluated the weights after step 5
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    monkeypatch.setenv("SCORE_RUNS_DIR", str(tmp_path))
+    labels = [m.label for m in open_page("live", "selected").metric]
+    assert "Delta (eval @ 6, weights of step 5)" in labels
+
+
 def test_damaged_lines_are_skipped_with_a_warning(tmp_path, monkeypatch):
     run = fx.make_run(tmp_path / "damaged", steps=6, stage1_steps=3, eval_every=0, trace_every=1)
     with open(run / "metrics.jsonl", "ab") as f:

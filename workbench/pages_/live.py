@@ -67,7 +67,11 @@ def _cards(cfg: dict, status: dict, records: list, train: list) -> None:
     cols[4].metric("Delta (train)", pct("train_delta"))
     ev = derive.last_value(records, "eval_delta")
     ev_step = next((r["step"] for r in reversed(records) if derive.is_number(r.get("eval_delta"))), None)
-    cols[5].metric(f"Delta (eval @ {ev_step})" if ev_step else "Delta (eval)", f"{ev:+.1%}" if ev is not None else "-")
+    label = f"Delta (eval @ {ev_step})" if ev_step else "Delta (eval)"
+    chosen = derive.last_value(records, "eval_selected_step")  # select_by=train-reward scored other weights
+    if chosen is not None and ev_step is not None and chosen != ev_step:
+        label = f"Delta (eval @ {ev_step}, weights of step {chosen})"
+    cols[5].metric(label, f"{ev:+.1%}" if ev is not None else "-")
 
 
 if __name__ == "__main__":
