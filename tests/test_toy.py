@@ -344,6 +344,20 @@ def test_base_build_stops_at_the_first_check_that_reaches_the_target(cache_dir, 
     assert toy_base.ToyBaseConfig().key() == toy_base.ToyBaseConfig(fine_check_margin=0.3).key()
 
 
+def test_fine_checks_run_below_the_target_only():
+    from score_lib.toy_base import check_due, default_base
+
+    cfg = default_base("pick")  # checks every 50 steps, every 10 within 0.1 below the 0.65 target
+
+    def due(last_acc):
+        return [s for s in range(1601, 1701) if check_due(s, [{"acc_t1": last_acc}], cfg)]
+
+    assert due(0.5) == [1650, 1700]
+    assert due(0.6) == [1610, 1620, 1630, 1640, 1650, 1660, 1670, 1680, 1690, 1700]
+    # at or past the target without a stop (no working check yet): the coarse grid again
+    assert due(0.65) == due(0.8) == [1650, 1700]
+
+
 def test_a_build_its_clock_stops_says_so(cache_dir):
     """The wall-clock cap is the one stop a busy machine reaches sooner: the build records it and warns."""
     import json
