@@ -84,7 +84,8 @@ KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_ra
 PLAN_FILE = "ablation_plan.json"  # written into the ablation's folder when it starts
 # conditional rates: kept when every seed has them (absent from runs written before they existed, None
 # when a run had no right, or no wrong, first attempt)
-SPLIT_KEYS = ("fix_rate", "break_rate", "answer_change_if_right", "answer_change_if_wrong")
+SPLIT_KEYS = ("fix_rate", "break_rate", "answer_change_if_right", "answer_change_if_wrong",
+              "selected_step")  # the last: the step whose weights were scored, with select_by=train-reward
 
 
 def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
