@@ -25,9 +25,9 @@ import torch
 
 from . import objectives
 from .checkpoints import Checkpoints
-from .config import EVAL_ONLY, SFT_FAMILY, TrainConfig, as_dict
+from .config import EVAL_ONLY, SFT_FAMILY, ConfigError, TrainConfig, as_dict
 from .distributed import (MainWriter, broadcast, check_world, full_weights, gather_list, reduce_means,
-                          shard_bounds, shard_seed)
+                          shard_bounds, shard_seed, sharded_weights)
 from .episodes import collate
 from .evaluate import evaluate, instructions_for, json_row, outcomes
 from .losses import attempt_tail, reinforce_kl_loss
@@ -116,6 +116,9 @@ class Trainer(Checkpoints):
             self._load_checkpoint()
         self.selector = None
         if cfg.select_by == "train-reward":  # a resumed run refills its window and keeps its best (selection.py)
+            if sharded_weights(self.accelerator):  # refused now rather than when the run's end loads them
+                raise ConfigError("setting 'select_by': train-reward loads the selected whole weights back into "
+                                  "the policy, which FSDP / DeepSpeed shard; use DDP, or select_by=last")
             history = [r for r in read_metrics(self.run_dir) if "reward_t1" in r] if self.start_step else []
             self.selector = BestWindow(cfg.method, cfg.stage1_steps, cfg.attempts, cfg.select_window, history,
                                        read_best(self.run_dir)[1])

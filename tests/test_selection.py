@@ -181,3 +181,14 @@ def test_a_resumed_run_selects_what_the_uninterrupted_one_does(tiny_base, tmp_pa
     assert (resumed["acc_t1"], resumed["acc_t2"]) == (whole["acc_t1"], whole["acc_t2"])
     same = [[a["text"] for a in t["attempts"]] for t in read_traces(tmp_path / "whole", step=6, split="test")]
     assert [[a["text"] for a in t["attempts"]] for t in read_traces(tmp_path / "crashed", step=6, split="test")] == same
+
+
+def test_sharded_training_is_refused_before_it_starts(tiny_base, tmp_path, monkeypatch):
+    import score_lib.trainer as trainer
+
+    monkeypatch.setattr(trainer, "sharded_weights", lambda acc: True)  # as under FSDP / DeepSpeed
+    base = [o for o in TINY if not o.startswith(("steps", "stage1_steps"))]
+    cfg = build_config("toy-mt-rl", base + ["steps=2", "select_by=train-reward", "select_window=1"])
+    with pytest.raises(ConfigError, match="FSDP"):
+        trainer.Trainer(cfg, tmp_path / "run", progress=False)
+    assert "select_by" in read_status(tmp_path / "run")["error"]
