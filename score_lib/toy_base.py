@@ -82,6 +82,9 @@ class ToyBaseConfig:
     wrong digits at temperature 1 (about 60%), like a base model that is not yet confident."""
     max_steps: int = 1600
     """Most optimiser steps (about 150 s per 640 on 2 idle cores)."""
+    warmup_steps: int = 0
+    """Steps of linear learning-rate warm-up (0: max_steps // 20). Set it to the old cap's twentieth to raise
+    max_steps and keep the same trajectory: a build with a longer cap then continues the shorter one."""
     target_acc: float = 0.45
     """Stop at the first check whose sampled Acc@t1 on held-out problems reaches this (0: run all
     max_steps). At a constant learning rate the accuracy at a fixed step swings with the seed (and
@@ -120,6 +123,8 @@ class ToyBaseConfig:
             del fields["p_wrong"], fields["p_fix"]
         if self.kind == "chain":
             del fields["kind"], fields["n_numbers"]
+        if not self.warmup_steps:
+            del fields["warmup_steps"]
         if not self.p_check:
             del fields["p_check"], fields["check_slipped"], fields["check_style"]
         if not (self.fine_check_every and self.target_acc):  # fine checks follow an accuracy target only
@@ -248,6 +253,20 @@ class ClockStopped(UserWarning):
     """A build its wall-clock cap stopped (toy_base.json: stopped_by max_seconds)."""
 
 
+def lr_schedule(cfg: ToyBaseConfig):
+    """The learning rate of each optimiser step (from 0): linear warm-up, then constant (or cosine to 0 by
+    max_steps with lr_decay). Without lr_decay it depends on max_steps only through the default warm-up."""
+    warmup = cfg.warmup_steps or max(1, cfg.max_steps // 20)
+
+    def lr_at(step):
+        if step < warmup:
+            return cfg.lr * (step + 1) / warmup
+        if not cfg.lr_decay:
+            return cfg.lr
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.max_steps - warmup)))
+    return lr_at
+
+
 def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progress: bool = True) -> Path:
     """Train the toy base model unless a cached copy exists; return its folder."""
     from tqdm import tqdm
@@ -268,15 +287,7 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     episodes = [teacher_forced(tok, Problem(id=c.prompt, prompt=c.prompt, answer=""), [c.first, c.second],
                                cfg.instruction, glue) for c in corpus]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warmup = max(1, cfg.max_steps // 20)
-
-    def lr_at(step):
-        if step < warmup:
-            return cfg.lr * (step + 1) / warmup
-        if not cfg.lr_decay:
-            return cfg.lr
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.max_steps - warmup)))
-
+    lr_at = lr_schedule(cfg)
     held_out = check_problems(cfg) if cfg.target_acc or cfg.target_flag_gap else []
     checks = []  # {step, acc_t1[, flag rates]} on held_out: the learning curve, kept in toy_base.json
     model.train()

@@ -358,6 +358,17 @@ def test_fine_checks_run_below_the_target_only():
     assert due(0.65) == due(0.8) == [1650, 1700]
 
 
+def test_a_longer_cap_with_the_old_warm_up_continues_the_shorter_build():
+    from score_lib.toy_base import ToyBaseConfig, lr_schedule
+
+    short = ToyBaseConfig(max_steps=3200)
+    lrs = [lr_schedule(short)(s) for s in range(3200)]
+    assert [lr_schedule(ToyBaseConfig(max_steps=6000, warmup_steps=160))(s) for s in range(3200)] == lrs
+    assert [lr_schedule(ToyBaseConfig(max_steps=6000))(s) for s in range(3200)] != lrs  # 300 warm-up steps
+    # the warm-up names a model only when set: every cache key before it stays valid
+    assert ToyBaseConfig().key() == ToyBaseConfig(warmup_steps=0).key() != ToyBaseConfig(warmup_steps=80).key()
+
+
 def test_a_build_its_clock_stops_says_so(cache_dir):
     """The wall-clock cap is the one stop a busy machine reaches sooner: the build records it and warns."""
     import json
