@@ -134,6 +134,9 @@ def test_the_final_evaluation_scores_the_selected_weights(tiny_base, tmp_path, m
     assert state["train_reward"] == pytest.approx(windows[chosen])
     status = read_status(tmp_path / "run")
     assert status["final"]["selected_step"] == chosen
+    from score_lib.reevaluate import run_model
+
+    assert run_model(tmp_path / "run", cfg) == str(path / "model")  # `score ablate --reevaluate` scores them too
     # the last weights stay the resumable checkpoint
     assert json.loads((latest_checkpoint(tmp_path / "run") / "state.json").read_text())["step"] == 6
 
