@@ -22,10 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="score", description="SCoRe Workbench: train and study self-correction.")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    p = sub.add_parser("toy-base", help="build (or reuse) the cached toy base model")
+    p = sub.add_parser("toy-base", help="build (or reuse, or install the shipped build of) the toy base model")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="toy base setting, e.g. max_seconds=60 or n_ops=3")
-    p.add_argument("--force", action="store_true", help="rebuild even if a cached copy exists")
+    p.add_argument("--force", action="store_true", help="build on this machine even if a cached or shipped copy exists")
 
     p = sub.add_parser("train", help="train one method and write a run directory")
     p.add_argument("--preset", choices=None, help=f"one of: {', '.join(PRESETS)}")

@@ -248,7 +248,9 @@ def model_build(path: str) -> str:
     built = Path(path) / "toy_base.json"
     if not built.exists():
         return model_key(path)
-    return f"{model_key(path)} ({_read_json_file(built).get('steps')} steps)"
+    meta = _read_json_file(built)
+    shipped = ", shipped" if meta.get("source") == "shipped" else ""  # the workbench's build, not this machine's
+    return f"{model_key(path)} ({meta.get('steps')} steps{shipped})"
 
 
 def read_model(run_dir) -> dict | None:

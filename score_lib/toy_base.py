@@ -15,7 +15,9 @@ import hashlib
 import json
 import math
 import os
+import platform
 import random
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -166,6 +168,49 @@ def toy_base_path(cfg: ToyBaseConfig | None = None) -> Path:
     return cache_root() / "toy-base" / cfg.key()
 
 
+# Builds that come with the workbench, one folder per cache key. A build is chaotic: the same recipe and
+# seed rebuilt on another CPU rounds differently, stops elsewhere and gives other tables (RESULTS.md), so
+# the recorded tables' base ships with the code and every machine starts from the same weights.
+SHIPPED_DIR = Path(__file__).parent / "toy_bases"
+
+
+def shipped_base(cfg: ToyBaseConfig) -> Path | None:
+    """The shipped build of this recipe, or None when the workbench carries none."""
+    path = SHIPPED_DIR / cfg.key()
+    return path if (path / "toy_base.json").exists() else None
+
+
+def build_machine() -> dict:
+    """Where a build ran: its kernels decide how its float sums round, and so where it stops."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"cpu": cpu, "kernels": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def _install_shipped(shipped: Path, out: Path, progress: bool) -> Path:
+    """Copy the shipped build into the cache (atomically: a crash leaves no half model), marked as shipped."""
+    import shutil
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(shipped, tmp)
+    meta = json.loads((tmp / "toy_base.json").read_text())
+    meta["source"] = "shipped"
+    (tmp / "toy_base.json").write_text(json.dumps(meta, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    if progress:
+        print(f"toy base {out.name}: the build shipped with the workbench ({meta['steps']} steps, built on "
+              f"{meta.get('built_on', {}).get('cpu', 'an unrecorded CPU')}); `score toy-base --force` builds it "
+              "on this machine instead", file=sys.stderr)
+    return out
+
+
 def corpus_loss_mask(attempt_index: torch.Tensor, first_in_loss: list[bool]) -> torch.Tensor:
     """[B, L-1] booleans over target tokens: the assistant turns, except attempt 1 of a conversation
     whose first attempt is a shown mistake (read as context, never learned)."""
@@ -275,6 +320,8 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     out = toy_base_path(cfg)
     if (out / "toy_base.json").exists() and not force:
         return out
+    if not force and (shipped := shipped_base(cfg)) is not None:
+        return _install_shipped(shipped, out, progress)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     tok = toy_tokenizer()
@@ -324,7 +371,8 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
     meta = {"config": asdict(cfg), "steps": step + 1, "seconds": round(time.time() - start, 1),
             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
             "parameters": sum(p.numel() for p in model.parameters()), "checks": checks,
-            "reached_target": bool(checks) and reached_target(checks[-1], cfg), "stopped_by": stopped_by}
+            "reached_target": bool(checks) and reached_target(checks[-1], cfg), "stopped_by": stopped_by,
+            "built_on": build_machine()}
     (tmp / "toy_base.json").write_text(json.dumps(meta, indent=2))
     if out.exists():
         import shutil

@@ -322,7 +322,7 @@ def model_record(requested: str, path: str) -> dict:
     built = Path(path) / "toy_base.json"
     if built.exists():
         info = json.loads(built.read_text())
-        record["toy_base"] = {"key": model_key(path), **{k: info.get(k) for k in ("steps", "stopped_by")}}
+        record["toy_base"] = {"key": model_key(path), **{k: info.get(k) for k in ("steps", "stopped_by", "source")}}
     return record
 
 

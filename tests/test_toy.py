@@ -434,3 +434,55 @@ def test_a_run_keeps_the_model_it_started_from(tiny_base, tmp_path):
     (run / "model.json").write_text(json.dumps(model_record("toy-base", str(moved))))
     assert start_model(cfg, run) == str(tiny_base)
     assert model_record("toy-base", str(tiny_base))["toy_base"]["key"] == tiny_base.name
+
+
+def test_a_shipped_build_is_installed_instead_of_built_and_force_builds_here(cache_dir, tmp_path, monkeypatch):
+    import json
+
+    from score_lib import toy_base
+    from score_lib.runs import model_build
+
+    cfg = toy_base.ToyBaseConfig(corpus_size=200, batch_size=4, max_steps=2)
+    built = toy_base.build_toy_base(cfg, progress=False)  # a build of this machine, then "shipped"
+    meta = json.loads((built / "toy_base.json").read_text())
+    assert meta["built_on"]["torch"] and meta["built_on"]["cpu"] and "source" not in meta
+    shipped_dir = tmp_path / "shipped"
+    shipped_dir.mkdir()
+    built.rename(shipped_dir / cfg.key())
+    monkeypatch.setattr(toy_base, "SHIPPED_DIR", shipped_dir)
+    weights = (shipped_dir / cfg.key() / "model.safetensors").read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a shipped build must not be trained again")
+
+    monkeypatch.setattr(toy_base, "toy_model", no_training)
+    path = toy_base.build_toy_base(cfg, progress=False)
+    assert path == toy_base.toy_base_path(cfg) and (path / "model.safetensors").read_bytes() == weights
+    assert json.loads((path / "toy_base.json").read_text())["source"] == "shipped"
+    assert model_build(str(path)) == f"{cfg.key()} (2 steps, shipped)"
+    assert not list(path.parent.glob("*.tmp*"))  # installed atomically, nothing left beside it
+    with pytest.raises(AssertionError, match="must not be trained"):  # --force builds on this machine
+        toy_base.build_toy_base(cfg, force=True, progress=False)
+    other = toy_base.ToyBaseConfig(corpus_size=200, batch_size=4, max_steps=3)
+    assert toy_base.shipped_base(other) is None  # another recipe has no shipped build
+
+
+def test_every_shipped_build_is_its_recipe_and_ran_to_its_own_end():
+    import json
+
+    from score_lib import toy_base
+
+    shipped = [p for p in toy_base.SHIPPED_DIR.iterdir() if p.is_dir()] if toy_base.SHIPPED_DIR.exists() else []
+    assert shipped, "the workbench ships the default pick world's base"
+    assert toy_base.shipped_base(toy_base.default_base("pick")) is not None
+    for path in shipped:
+        meta = json.loads((path / "toy_base.json").read_text())
+        cfg = toy_base.ToyBaseConfig(**meta["config"])
+        assert cfg.key() == path.name  # a recipe change must ship a new build (or none), not a stale one
+        assert "source" not in meta and meta["built_on"]["kernels"]
+        # stopped by its rule or its step cap, never by the clock (which a busy machine reaches sooner)
+        if meta["stopped_by"] == "target":
+            assert toy_base.reached_target(meta["checks"][-1], cfg) and meta["checks"][-1]["step"] == meta["steps"]
+        else:
+            assert meta["stopped_by"] == "max_steps" and meta["steps"] == cfg.max_steps
+        assert (path / "model.safetensors").stat().st_size > 4 * meta["parameters"] * 0.99  # fp32, whole
