@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 import warnings
@@ -192,18 +193,28 @@ def build_machine() -> dict:
             "threads": torch.get_num_threads()}
 
 
-def _install_shipped(shipped: Path, out: Path, progress: bool) -> Path:
-    """Copy the shipped build into the cache (atomically: a crash leaves no half model), marked as shipped."""
-    import shutil
-
+def _staging(out: Path) -> Path:
+    """Where a base is written before it takes its cache name (_publish)."""
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(shipped, tmp)
-    meta = json.loads((tmp / "toy_base.json").read_text())
-    meta["source"] = "shipped"
+    return tmp
+
+
+def _publish(tmp: Path, out: Path, meta: dict) -> None:
+    """Write toy_base.json last, then give the folder its cache name in one step: a crash never leaves a
+    half model under that name, and a leftover folder without toy_base.json is replaced."""
     (tmp / "toy_base.json").write_text(json.dumps(meta, indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)
     os.replace(tmp, out)
+
+
+def _install_shipped(shipped: Path, out: Path, progress: bool) -> Path:
+    """Copy the shipped build into the cache, marked as shipped."""
+    tmp = _staging(out)
+    shutil.copytree(shipped, tmp)
+    meta = {**json.loads((shipped / "toy_base.json").read_text()), "source": "shipped"}
+    _publish(tmp, out, meta)
     if progress:
         print(f"toy base {out.name}: the build shipped with the workbench ({meta['steps']} steps, built on "
               f"{meta.get('built_on', {}).get('cpu', 'an unrecorded CPU')}); `score toy-base --force` builds it "
@@ -366,19 +377,14 @@ def build_toy_base(cfg: ToyBaseConfig | None = None, force: bool = False, progre
             stopped_by = "max_seconds"
             break
     model.eval()
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    tmp = _staging(out)
     save_policy(model, tok, tmp)
     meta = {"config": asdict(cfg), "steps": step + 1, "seconds": round(time.time() - start, 1),
             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
             "parameters": sum(p.numel() for p in model.parameters()), "checks": checks,
             "reached_target": bool(checks) and reached_target(checks[-1], cfg), "stopped_by": stopped_by,
             "built_on": build_machine()}
-    (tmp / "toy_base.json").write_text(json.dumps(meta, indent=2))
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)  # a crash mid-build never leaves a half model under the cache name
+    _publish(tmp, out, meta)
     if stopped_by == "max_seconds":
         warnings.warn(f"toy base {out}: its wall-clock cap (max_seconds={cfg.max_seconds:g}) stopped it at step "
                       f"{step + 1} of {cfg.max_steps}, before its target or last step; a busier or slower machine "

@@ -456,7 +456,11 @@ def test_a_shipped_build_is_installed_instead_of_built_and_force_builds_here(cac
         raise AssertionError("a shipped build must not be trained again")
 
     monkeypatch.setattr(toy_base, "toy_model", no_training)
+    stale = toy_base.toy_base_path(cfg)  # a folder a crashed copy left, without toy_base.json: replaced
+    stale.mkdir(parents=True)
+    (stale / "stray.txt").write_text("x")
     path = toy_base.build_toy_base(cfg, progress=False)
+    assert not (path / "stray.txt").exists()
     assert path == toy_base.toy_base_path(cfg) and (path / "model.safetensors").read_bytes() == weights
     assert json.loads((path / "toy_base.json").read_text())["source"] == "shipped"
     assert model_build(str(path)) == f"{cfg.key()} (2 steps, shipped)"
