@@ -145,24 +145,29 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
 def check_models(out: Path, jobs: list[tuple[str, int]], model: str) -> None:
     """Refuse runs of `out` that started from another model than this ablation's (their model.json): a
     table that pooled them would compare methods trained from two bases. A toy base rebuilt under the same
-    cache key counts as another where its build took other steps (runs.model_build). Runs written before
-    runs recorded their model pass unchecked."""
+    cache key counts as another where its weights differ (runs.weights_digest) or, for runs recorded before
+    the weights were, where its build took other steps (runs.model_build). Runs written before runs recorded
+    their model pass unchecked."""
     from .runs import model_key, read_model
     from .trainer import model_record
 
-    now = model_record(model, model).get("toy_base", {}).get("steps")
+    now = model_record(model, model).get("toy_base", {})
     odd = []
     for m, s in jobs:
         recorded = read_model(out / f"{m}-s{s}")
         if recorded is None:
             continue
-        built = recorded.get("toy_base", {}).get("steps")
+        built = recorded.get("toy_base", {})
         if model_key(recorded["path"]) != model_key(model):
             odd.append(f"{m}-s{s} ({recorded['path']})")
-        elif built and now and built != now:  # the same cache key, rebuilt (on another CPU): another base
-            odd.append(f"{m}-s{s} ({recorded['path']}, {built} steps)")
+        elif built.get("weights") and now.get("weights"):  # the same cache key: the same weights?
+            if built["weights"] != now["weights"]:  # rebuilt (another CPU), or a local build against the shipped
+                odd.append(f"{m}-s{s} ({recorded['path']}, weights {built['weights']})")
+        elif built.get("steps") and now.get("steps") and built["steps"] != now["steps"]:
+            odd.append(f"{m}-s{s} ({recorded['path']}, {built['steps']} steps)")
     if odd:
-        raise ValueError(f"ablate: this ablation's model is {model}" + (f" ({now} steps)" if now else "") +
+        raise ValueError(f"ablate: this ablation's model is {model}" +
+                         (f" ({now['steps']} steps, weights {now['weights']})" if now else "") +
                          f", but {len(odd)} run(s) in {out} started from another: {', '.join(odd)}; "
                          "remove them or pass another --out")
 
@@ -257,7 +262,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     from tqdm import tqdm
 
     from .config import build_config
-    from .runs import atomic_write_json, model_build
+    from .runs import atomic_write_json, model_build, weights_digest
     from .toy_base import ClockStopped
     from .trainer import _resolve_model, model_record
 
@@ -314,7 +319,7 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     check_models(out, list(states), model)  # a default base changed while it ran: its table would mix two
     results = aggregate(out, methods, {m: seed_list for m in methods})
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "wall_seconds": round(time.time() - start, 1),
-                        "model": model, "model_build": model_build(model),
+                        "model": model, "model_build": model_build(model), "model_weights": weights_digest(model),
                         "runs_kept": len(states) - len(jobs),
                         "runs": str(out),
                         "eval": eval_protocol(json.loads((out / f"{methods[0]}-s{first_seed}" / "config.json")

@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", action="store_true",
                    help="check the files as one ablation: each method's seeds from every file side by side (more "
                         "seeds, or the same seeds recorded on another machine)")
+    p.add_argument("--against", metavar="RECORDED",
+                   help="instead of the check: compare the file(s) with this recording seed by seed (did this machine "
+                        "reproduce a recorded table, e.g. docs/ablation_toy_default_eval1024_3seeds.json?)")
     p.add_argument("--md", metavar="FILE", help="also write the findings table here")
 
     p = sub.add_parser("runs", help="list the runs in the run store")
@@ -287,7 +290,18 @@ def cmd_findings(args) -> int:
         loaded = {f: findings.load(f) for f in args.json_files}
         if args.each and args.pool:
             raise ValueError("--each and --pool: pick one (each file on its own, or all of them as one)")
-        if args.each:
+        if args.against and (args.each or args.pool):
+            raise ValueError("--against compares with one recording: drop --each / --pool")
+        if args.against:
+            from . import reproduce
+
+            again = {}
+            for r in loaded.values():
+                again = {**r, **again}
+            names = " + ".join(Path(f).name for f in args.json_files)
+            table = reproduce.markdown(Path(args.against).name, names,
+                                       *reproduce.compare(findings.load(args.against), again))
+        elif args.each:
             table = findings.scorecard({Path(f).name: (r, findings.check(r, rules)) for f, r in loaded.items()})
         elif args.pool:
             table = findings.markdown(findings.check(findings.pool(loaded), rules), rules)

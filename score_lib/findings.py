@@ -300,12 +300,14 @@ def pool(recordings: dict[str, dict]) -> dict:
     stream) checked as one: each method's per-seed values side by side, its seeds labelled by recording
     ("1:0" is seed 0 of the second file), so that methods recorded in every file still pair seed by seed.
     Refused, naming the file, where the recordings differ in world, in the model they started from (where
-    both recorded it: `_meta.model`, a toy base by its cache key, and by `_meta.model_build` where both have
-    it, since one key rebuilt on another CPU can be another base) or in test episodes per seed."""
+    both recorded it: `_meta.model`, a toy base by its cache key, then by its weights, `_meta.model_weights`,
+    where both have them, else by `_meta.model_build`, since one key rebuilt on another CPU can be another
+    base) or in test episodes per seed."""
     names = list(recordings)
     world = recordings[names[0]].get("_meta", {}).get("world")
     first_model: tuple[str, str] | None = None  # (model key, the first recording that names one)
     first_build: tuple[str, str] | None = None  # (model_build, the first recording that names one)
+    first_weights: tuple[str, str] | None = None  # (model_weights, the first recording that names them)
     rows: dict[str, list[tuple[int, dict]]] = {}
     for i, name in enumerate(names):
         r = recordings[name]
@@ -318,11 +320,18 @@ def pool(recordings: dict[str, dict]) -> dict:
             if key != first_model[0]:
                 raise ValueError(f"{name}: trained from the model {key}, but {first_model[1]} from "
                                  f"{first_model[0]}: pool recordings of one base")
-        if r.get("_meta", {}).get("model_build"):  # one cache key built twice (another CPU): two bases
+        weights = r.get("_meta", {}).get("model_weights")
+        if weights and first_weights:  # the weights settle it: a shipped build and its bit-identical rebuild agree
+            if weights != first_weights[0]:
+                raise ValueError(f"{name}: trained from a base with the weights {weights}, but {first_weights[1]} "
+                                 f"from {first_weights[0]}: pool recordings of one build of the base")
+        elif r.get("_meta", {}).get("model_build"):  # one cache key built twice (another CPU): two bases
             first_build = first_build or (r["_meta"]["model_build"], name)
             if r["_meta"]["model_build"] != first_build[0]:
                 raise ValueError(f"{name}: trained from the build {r['_meta']['model_build']}, but {first_build[1]} "
                                  f"from {first_build[0]}: pool recordings of one build of the base")
+        if weights:
+            first_weights = first_weights or (weights, name)
         for m, row in r.items():
             if m.startswith("_"):
                 continue

@@ -253,6 +253,19 @@ def model_build(path: str) -> str:
     return f"{model_key(path)} ({meta.get('steps')} steps{shipped})"
 
 
+def weights_digest(path: str) -> str | None:
+    """A toy base's identity by its weights (sha256 of model.safetensors, 16 hex digits), None for another
+    model. A cache key names a recipe, not its weights: rebuilt on another CPU it can stop elsewhere or end
+    elsewhere in the same steps, and the shipped build and a rebuild on a CPU that rounds alike are one base.
+    A 4 MB hash; a hub model's gigabytes are not read."""
+    import hashlib
+
+    folder = Path(path)
+    if not (folder / "toy_base.json").exists() or not (folder / "model.safetensors").exists():
+        return None
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:16]
+
+
 def read_model(run_dir) -> dict | None:
     """The run's model.json, or None for a run written before runs recorded their model."""
     path = Path(run_dir) / MODEL_FILE

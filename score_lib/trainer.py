@@ -34,7 +34,7 @@ from .losses import attempt_tail, reinforce_kl_loss
 from .metrics import pair_metrics
 from .policy import Reference, add_lora, compute_dtype, load_policy
 from .rollout import continue_episodes, grade, rollout
-from .runs import MODEL_FILE, RunStoreError, model_key, read_metrics, read_model
+from .runs import MODEL_FILE, RunStoreError, model_key, read_metrics, read_model, weights_digest
 from .selection import BestWindow, read_best
 from .tasks import make_eval_task, make_task
 
@@ -322,7 +322,8 @@ def model_record(requested: str, path: str) -> dict:
     built = Path(path) / "toy_base.json"
     if built.exists():
         info = json.loads(built.read_text())
-        record["toy_base"] = {"key": model_key(path), **{k: info.get(k) for k in ("steps", "stopped_by", "source")}}
+        record["toy_base"] = {"key": model_key(path), **{k: info.get(k) for k in ("steps", "stopped_by", "source")},
+                              "weights": weights_digest(path)}
     return record
 
 
@@ -340,6 +341,11 @@ def start_model(cfg: TrainConfig, run_dir: Path | None = None) -> str:
         raise RunStoreError(f"{Path(run_dir) / MODEL_FILE}: the run started from {recorded['path']}, which is "
                             f"gone, and {cfg.model!r} now resolves to another model ({now}); rebuild that "
                             "base or start a new run")
+    was, is_now = recorded.get("toy_base", {}).get("weights"), weights_digest(now)
+    if was and is_now and was != is_now:  # the key rebuilt into other weights (another CPU, or shipped vs local)
+        raise RunStoreError(f"{Path(run_dir) / MODEL_FILE}: the run started from {recorded['path']} (weights "
+                            f"{was}), which is gone, and its key now holds other weights ({now}, {is_now}); "
+                            "start a new run")
     return now
 
 

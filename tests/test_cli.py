@@ -9,7 +9,7 @@ import pytest
 
 from score_lib.config import EVAL_ONLY, PRESETS, build_config
 from score_lib.evaluate import JSON_KEYS
-from score_lib.runs import read_config, read_metrics, read_model, read_status, read_traces
+from score_lib.runs import read_config, read_metrics, read_model, read_status, read_traces, weights_digest
 
 from .conftest import TINY
 
@@ -204,6 +204,13 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     base_line = next(ln for ln in pooled.splitlines() if "Base model: Delta < 0 (" in ln)
     three = [results["base"]["delta"]["mean"]] * 2 + [more["base"]["delta"]["mean"]]
     assert f"| {sum(three) / 3:+.3f} (SE " in base_line
+    # did a run reproduce a recording: seed by seed (tests/test_findings.py checks the comparison itself)
+    same = score("findings", str(tmp_path / "abl" / "ablation.json"), "--against", str(tmp_path / "abl.json")).stdout
+    assert same.startswith("ablation.json repeats abl.json: all ") and "per-seed lists equal" in same
+    apart = score("findings", str(tmp_path / "more.json"), "--against", str(tmp_path / "abl.json"), check=False)
+    assert apart.returncode == 2 and "share no seed" in apart.stderr  # seed 2 against seeds 0 and 1
+    assert score("findings", "--pool", str(tmp_path / "more.json"), "--against", str(tmp_path / "abl.json"),
+                 check=False).returncode == 2
 
 
 def test_ablate_that_builds_a_clock_stopped_base_warns_once(tiny_base, tmp_path):
@@ -238,10 +245,16 @@ def test_ablate_again_keeps_finished_runs_and_redoes_only_the_missing(tiny_base,
     model_json.write_text(json.dumps({**json.loads(model_json.read_text()), "path": "/elsewhere/0123456789"}))
     out = score(*args, check=False)
     assert out.returncode != 0 and "base-s0 (/elsewhere/0123456789)" in out.stderr
-    # and one from another build under the same cache key (its build took other steps)
+    # and one from another build under the same cache key: other weights (another CPU, the same steps) ...
     recorded = json.loads(model_json.read_text())
     recorded["path"] = str(tiny_base)
+    assert recorded["toy_base"]["weights"] == again["_meta"]["model_weights"] == weights_digest(str(tiny_base))
+    model_json.write_text(json.dumps({**recorded, "toy_base": {**recorded["toy_base"], "weights": "0" * 16}}))
+    out = score(*args, check=False)
+    assert out.returncode != 0 and f"base-s0 ({tiny_base}, weights {'0' * 16})" in out.stderr
+    # ... or, recorded before runs kept the weights, a build that took other steps
     recorded["toy_base"]["steps"] += 1
+    del recorded["toy_base"]["weights"]
     model_json.write_text(json.dumps(recorded))
     out = score(*args, check=False)
     assert out.returncode != 0 and f"base-s0 ({tiny_base}, {recorded['toy_base']['steps']} steps)" in out.stderr

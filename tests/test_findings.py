@@ -186,3 +186,52 @@ def test_pool_puts_each_methods_seeds_side_by_side_and_keeps_them_paired():
         F.pool({"a.json": a, "b.json": b})
     del b["_meta"]["model_build"]  # an older recording: its key agrees, its build is not known
     assert F.pool({"a.json": a, "b.json": b})
+    # where both record the weights, they decide: the shipped build and a bit-identical rebuild are one base
+    a["_meta"]["model_build"], b["_meta"]["model_build"] = "8bf629a21f (2000 steps, shipped)", "8bf629a21f (2000 steps)"
+    a["_meta"]["model_weights"] = b["_meta"]["model_weights"] = "0123456789abcdef"
+    assert F.pool({"a.json": a, "b.json": b})
+    b["_meta"]["model_weights"] = "fedcba9876543210"  # the same steps, other weights (another CPU's rounding)
+    b["_meta"]["model_build"] = a["_meta"]["model_build"]
+    with pytest.raises(ValueError, match="b.json: trained from a base with the weights fedcba9876543210, but a.json"):
+        F.pool({"a.json": a, "b.json": b})
+
+
+def test_a_table_run_again_is_compared_seed_by_seed():
+    """reproduce.compare: equal per-seed lists count as repeated; a moved list is reported with its paired
+    difference and SE; methods, seeds, base and evaluation that the two do not share are named."""
+    from score_lib import reproduce
+
+    recorded = paper_like() | {"_meta": {"eval": "greedy, 1024 test problems", "model_weights": "0123456789abcdef"}}
+    again = json.loads(json.dumps(recorded))
+    lists = sum(1 for m, r in recorded.items() if not m.startswith("_") for v in r.values()
+                if isinstance(v, dict) and "per_seed" in v)
+    equal, moved, notes = reproduce.compare(recorded, again)
+    assert (equal, moved, notes) == (lists, [], [])
+    assert reproduce.markdown("a.json", "b.json", equal, moved, notes).startswith(
+        f"b.json repeats a.json: all {lists} per-seed lists equal.")
+    # two seeds of SCoRe's c->i move, one up, one down: one list moved, within its paired SE
+    again["score"]["delta_c2i"]["per_seed"] = [0.02, 0.00, 0.01]
+    again["_meta"]["model_weights"] = "fedcba9876543210"
+    del again["st-rl"]
+    equal, moved, notes = reproduce.compare(recorded, again)
+    st_rl = sum(isinstance(v, dict) and "per_seed" in v for v in recorded["st-rl"].values())
+    assert equal == lists - 1 - st_rl and [(x.method, x.metric) for x in moved] == [("score", "delta_c2i")]
+    assert moved[0].diff == pytest.approx(0.0) and moved[0].se == pytest.approx(0.01 / 3 ** 0.5)  # +.01, -.01, 0
+    assert any("base weights" in n and "fedcba9876543210" in n for n in notes)
+    assert any("one recording only" in n and "st-rl" in n for n in notes)
+    table = reproduce.markdown("a.json", "b.json", equal, moved, notes)
+    assert "1 moved, 0 of them by more than their standard error" in table
+    assert "| score | delta_c2i | 0.0100, 0.0100, 0.0100 | 0.0200, 0.0000, 0.0100 | +0.0000 | 0.0058 |" in table
+    # one seed of three moved: its mean difference equals its SE exactly, which is no evidence of a move
+    again["score"]["delta_c2i"]["per_seed"] = [0.01, 0.01, 0.07]
+    assert "1 moved, 0 of them by more" in reproduce.markdown("a.json", "b.json", *reproduce.compare(recorded, again))
+    # a larger, steady move clears its SE
+    again["score"]["delta_c2i"]["per_seed"] = [0.05, 0.06, 0.05]
+    assert "1 of them by more than" in reproduce.markdown("a.json", "b.json", *reproduce.compare(recorded, again))
+    # seeds: compared on the ones both hold, and said so
+    again["base"]["seeds"] = [1, 2, 5]
+    equal, moved, notes = reproduce.compare(recorded, again)
+    assert any(n.startswith("base: seeds [0, 1, 2] recorded, [1, 2, 5] again") for n in notes)
+    again = {"base": {**recorded["base"], "seeds": [7, 8, 9]}}
+    with pytest.raises(ValueError, match="share no seed"):
+        reproduce.compare(recorded, again)

@@ -413,6 +413,7 @@ def test_planted_slips_script_writes_a_repair_file(tmp_path):
 
 def test_a_run_keeps_the_model_it_started_from(tiny_base, tmp_path):
     """model.json: a resume or a re-evaluation uses the base the run started on, not today's default."""
+    import hashlib
     import json
 
     from score_lib.config import build_config
@@ -433,7 +434,14 @@ def test_a_run_keeps_the_model_it_started_from(tiny_base, tmp_path):
     moved = tmp_path / "cleared-cache" / tiny_base.name  # gone, but the default is the same build
     (run / "model.json").write_text(json.dumps(model_record("toy-base", str(moved))))
     assert start_model(cfg, run) == str(tiny_base)
-    assert model_record("toy-base", str(tiny_base))["toy_base"]["key"] == tiny_base.name
+    record = model_record("toy-base", str(tiny_base))
+    assert record["toy_base"]["key"] == tiny_base.name
+    assert record["toy_base"]["weights"] == hashlib.sha256((tiny_base / "model.safetensors").read_bytes()).hexdigest()[:16]
+    # gone, and the key now holds other weights (rebuilt on another CPU, or the shipped build): refused
+    (run / "model.json").write_text(json.dumps({**record, "path": str(moved),
+                                                "toy_base": {**record["toy_base"], "weights": "0" * 16}}))
+    with pytest.raises(RunStoreError, match="weights 0000000000000000.*other weights"):
+        start_model(cfg, run)
 
 
 def test_a_shipped_build_is_installed_instead_of_built_and_force_builds_here(cache_dir, tmp_path, monkeypatch):
