@@ -183,6 +183,9 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     # the folder keeps the plan it ran and the same report without --json / --md (the app reads them there)
     assert json.loads((tmp_path / "abl" / "ablation.json").read_text()) == results
     assert (tmp_path / "abl" / "ablation.md").read_text() == (tmp_path / "abl.md").read_text()
+    # did a run reproduce a recording: seed by seed (tests/test_findings.py checks the comparison itself)
+    same = score("findings", str(tmp_path / "abl" / "ablation.json"), "--against", str(tmp_path / "abl.json")).stdout
+    assert same.startswith("ablation.json repeats abl.json: all ") and "per-seed lists equal" in same
     plan = json.loads((tmp_path / "abl" / "ablation_plan.json").read_text())
     assert (plan["world"], plan["seeds"], plan["methods"]) == ("toy-chain", 2, ["base", "st-rl", "star-stage2"])
     stages = {m["stage"] for m in read_metrics(tmp_path / "abl" / "star-stage2-s0")}
@@ -204,11 +207,9 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     base_line = next(ln for ln in pooled.splitlines() if "Base model: Delta < 0 (" in ln)
     three = [results["base"]["delta"]["mean"]] * 2 + [more["base"]["delta"]["mean"]]
     assert f"| {sum(three) / 3:+.3f} (SE " in base_line
-    # did a run reproduce a recording: seed by seed (tests/test_findings.py checks the comparison itself)
-    same = score("findings", str(tmp_path / "abl" / "ablation.json"), "--against", str(tmp_path / "abl.json")).stdout
-    assert same.startswith("ablation.json repeats abl.json: all ") and "per-seed lists equal" in same
+    # seed 2 alone against seeds 0 and 1: nothing to compare, said so
     apart = score("findings", str(tmp_path / "more.json"), "--against", str(tmp_path / "abl.json"), check=False)
-    assert apart.returncode == 2 and "share no seed" in apart.stderr  # seed 2 against seeds 0 and 1
+    assert apart.returncode == 2 and "share no seed" in apart.stderr
     assert score("findings", "--pool", str(tmp_path / "more.json"), "--against", str(tmp_path / "abl.json"),
                  check=False).returncode == 2
 
