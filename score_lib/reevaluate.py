@@ -21,6 +21,9 @@ from .config import EVAL_ONLY, TrainConfig, as_dict, build_config
 # what a re-evaluation may change: the protocol, never the world or the model
 EVAL_KEYS = ("eval_greedy", "eval_problems", "eval_samples", "eval_temperature", "eval_batch")
 
+# how a re-evaluated table's `_meta.eval` ends: the protocol is the same one a training run would have used
+REEVALUATED = " (the runs' final models evaluated again)"
+
 
 def reeval_dir(out: Path, overrides: list[str]) -> Path:
     """The folder of one protocol's results, named by its overrides (sorted, so order does not matter)."""
@@ -107,7 +110,7 @@ def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: lis
     results["_meta"] = {"world": world, "seeds": seeds, "extra": extra, "runs": str(out), "reevaluated": overrides,
                         "results": str(dest),
                         "eval": eval_protocol(as_dict(run_config(out / f"{methods[0]}-s{first_seed}", parsed)))
-                        + " (the runs' final models evaluated again)",
+                        + REEVALUATED,
                         "wall_seconds": round(time.time() - start, 1)}
     if first_seed:  # as run_ablation records it, so `score findings --pool` lines the seeds up
         results["_meta"]["first_seed"] = first_seed

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .metrics import mean_std
+from .reevaluate import REEVALUATED
 
 
 @dataclass
@@ -44,7 +45,8 @@ def compare(recorded: dict, again: dict) -> tuple[int, list[Moved], list[str]]:
     meta_a, meta_b = recorded.get("_meta", {}), again.get("_meta", {})
     for key, what in (("eval", "evaluation"), ("model_weights", "base weights"), ("model_build", "base build"),
                       ("world", "world")):
-        if meta_a.get(key) and meta_b.get(key) and meta_a[key] != meta_b[key]:
+        same = (lambda v: v.removesuffix(REEVALUATED)) if key == "eval" else (lambda v: v)  # one protocol either way
+        if meta_a.get(key) and meta_b.get(key) and same(meta_a[key]) != same(meta_b[key]):
             notes.append(f"{what}: {meta_a[key]!r} recorded, {meta_b[key]!r} again")
     methods = [m for m in recorded if not m.startswith("_") and m in again]
     only = sorted(set(m for m in {**recorded, **again} if not m.startswith("_")) - set(methods))

@@ -199,10 +199,11 @@ def test_pool_puts_each_methods_seeds_side_by_side_and_keeps_them_paired():
 def test_a_table_run_again_is_compared_seed_by_seed():
     """reproduce.compare: equal per-seed lists count as repeated; a moved list is reported with its paired
     difference and SE; methods, seeds, base and evaluation that the two do not share are named."""
-    from score_lib import reproduce
+    from score_lib import reevaluate, reproduce
 
     recorded = paper_like() | {"_meta": {"eval": "greedy, 1024 test problems", "model_weights": "0123456789abcdef"}}
     again = json.loads(json.dumps(recorded))
+    again["_meta"]["eval"] += reevaluate.REEVALUATED  # a re-evaluated table: the same protocol, not noted
     lists = sum(1 for m, r in recorded.items() if not m.startswith("_") for v in r.values()
                 if isinstance(v, dict) and "per_seed" in v)
     equal, moved, notes = reproduce.compare(recorded, again)
@@ -231,6 +232,8 @@ def test_a_table_run_again_is_compared_seed_by_seed():
     # seeds: compared on the ones both hold, and said so
     again["base"]["seeds"] = [1, 2, 5]
     equal, moved, notes = reproduce.compare(recorded, again)
+    again["_meta"]["eval"] = "greedy, 512 test problems"
+    assert any(n.startswith("evaluation: 'greedy, 1024") for n in reproduce.compare(recorded, again)[2])
     assert any(n.startswith("base: seeds [0, 1, 2] recorded, [1, 2, 5] again") for n in notes)
     again = {"base": {**recorded["base"], "seeds": [7, 8, 9]}}
     with pytest.raises(ValueError, match="share no seed"):
