@@ -361,3 +361,14 @@ def test_a_run_that_cannot_start_says_why(tiny_base, tmp_path):
     assert out.returncode == 2 and "/nonexistent/model" in out.stderr
     status = read_status(run)
     assert status["state"] == "failed" and "/nonexistent/model" in status["error"]
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`score findings FILE | head -1`: the pipe closes before the table is written; the command ends quietly."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "score_lib.cli", "findings",
+                             str(root / "docs" / "ablation_toy_default_eval1024_3seeds.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root)
+    proc.stdout.close()  # before the command has imported anything, let alone printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
