@@ -292,23 +292,20 @@ def cmd_findings(args) -> int:
             raise ValueError("--each and --pool: pick one (each file on its own, or all of them as one)")
         if args.against and (args.each or args.pool):
             raise ValueError("--against compares with one recording: drop --each / --pool")
+        results = {}
+        for r in loaded.values():
+            results = {**r, **results}  # the first file that has a method gives its row
         if args.against:
             from . import reproduce
 
-            again = {}
-            for r in loaded.values():
-                again = {**r, **again}
             names = " + ".join(Path(f).name for f in args.json_files)
             table = reproduce.markdown(Path(args.against).name, names,
-                                       *reproduce.compare(findings.load(args.against), again))
+                                       *reproduce.compare(findings.load(args.against), results))
         elif args.each:
             table = findings.scorecard({Path(f).name: (r, findings.check(r, rules)) for f, r in loaded.items()})
         elif args.pool:
             table = findings.markdown(findings.check(findings.pool(loaded), rules), rules)
         else:
-            results = {}
-            for r in loaded.values():
-                results = {**r, **results}  # the first file that has a method gives its row
             table = findings.markdown(findings.check(results, rules), rules)
     except ValueError as e:
         raise ConfigError(str(e)) from None

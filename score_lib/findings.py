@@ -88,10 +88,19 @@ def value_se(row: dict, key: str) -> float:
     return max(row[key]["std"] / math.sqrt(k), _sampling_se(row, key))
 
 
+def seeds_of(row: dict, key: str) -> list:
+    """The seeds behind a row's per-seed values of `key` (its "seeds" list; rows written without one: 0..k-1)."""
+    return row.get("seeds", list(range(len(row[key]["per_seed"]))))
+
+
 def paired(results: dict, a: str, b: str, key: str) -> bool:
-    """Do two rows hold the same seeds (their "seeds" lists; rows written without one: seeds 0..k-1)?"""
-    ka, kb = (len(results[m][key]["per_seed"]) for m in (a, b))
-    return results[a].get("seeds", list(range(ka))) == results[b].get("seeds", list(range(kb)))
+    """Do two rows hold the same seeds?"""
+    return seeds_of(results[a], key) == seeds_of(results[b], key)
+
+
+def paired_se(xa: list[float], xb: list[float]) -> float:
+    """Standard error of the mean of xa - xb, paired by seed (two or more seeds)."""
+    return mean_std([x - y for x, y in zip(xa, xb)])["std"] / math.sqrt(len(xa))
 
 
 def diff_se(results: dict, a: str, b: str, key: str) -> tuple[float, float]:
@@ -100,7 +109,7 @@ def diff_se(results: dict, a: str, b: str, key: str) -> tuple[float, float]:
     xa, xb = results[a][key]["per_seed"], results[b][key]["per_seed"]
     diff = _m(results[a], key) - _m(results[b], key)
     if paired(results, a, b, key) and len(xa) > 1:
-        return diff, mean_std([x - y for x, y in zip(xa, xb)])["std"] / math.sqrt(len(xa))
+        return diff, paired_se(xa, xb)
     return diff, math.hypot(value_se(results[a], key), value_se(results[b], key))
 
 

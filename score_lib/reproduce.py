@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .metrics import mean_std
+from .findings import paired_se, seeds_of
 from .reevaluate import REEVALUATED
 
 
@@ -29,12 +29,7 @@ class Moved:
     @property
     def se(self) -> float:
         """Paired by seed over two or more seeds; one seed has no spread to measure (0)."""
-        diffs = [b - a for a, b in zip(self.recorded, self.again)]
-        return mean_std(diffs)["std"] / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
-
-
-def _seeds(row: dict, key: str) -> list:
-    return row.get("seeds", list(range(len(row[key]["per_seed"]))))
+        return paired_se(self.again, self.recorded) if len(self.again) > 1 else 0.0
 
 
 def compare(recorded: dict, again: dict) -> tuple[int, list[Moved], list[str]]:
@@ -59,7 +54,7 @@ def compare(recorded: dict, again: dict) -> tuple[int, list[Moved], list[str]]:
         a, b = recorded[m], again[m]
         for key in [k for k, v in a.items() if isinstance(v, dict) and "per_seed" in v
                     and isinstance(b.get(k), dict) and "per_seed" in b[k]]:
-            sa, sb = _seeds(a, key), _seeds(b, key)
+            sa, sb = seeds_of(a, key), seeds_of(b, key)
             both = [s for s in sa if s in sb]
             xa = [a[key]["per_seed"][sa.index(s)] for s in both]
             xb = [b[key]["per_seed"][sb.index(s)] for s in both]
@@ -69,8 +64,8 @@ def compare(recorded: dict, again: dict) -> tuple[int, list[Moved], list[str]]:
                 equal += 1
             else:
                 moved.append(Moved(m, key, xa, xb))
-        if _seeds(a, "delta") != _seeds(b, "delta"):
-            notes.append(f"{m}: seeds {_seeds(a, 'delta')} recorded, {_seeds(b, 'delta')} again; "
+        if seeds_of(a, "delta") != seeds_of(b, "delta"):
+            notes.append(f"{m}: seeds {seeds_of(a, 'delta')} recorded, {seeds_of(b, 'delta')} again; "
                          "compared on the seeds both hold")
     if not equal and not moved:
         raise ValueError(f"the two recordings share no seed of the methods both hold ({', '.join(methods)}): "
