@@ -117,7 +117,24 @@ def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str], stat
     args = train + ["--preset", "toy-score", "--out", str(run)]
     for k, v in job_settings(world, key, seed, extra).items():
         args += ["--set", f"{k}={v}"]
+    if key == "score":  # its Stage I is also that of the seed's other score variants (stage1_source)
+        args += ["--set", "keep_stage1=true"]
+    elif source := stage1_source(world, key, seed, out, extra):
+        args += ["--set", f"stage1_from={source}"]
     return args
+
+
+def stage1_source(world: str, key: str, seed: int, out: Path, extra: list[str]) -> Path | None:
+    """The run whose Stage I a SCoRe variant (w/o shaping, STaR in Stage II) takes instead of training it again:
+    the same seed's SCoRe run, once it has kept its checkpoint at the end of Stage I; None before (the variant
+    then trains Stage I itself, to the same numbers). Every setting Stage I uses is the ablation's, shared."""
+    from .runs import checkpoint_dir
+
+    if key == "score" or ABLATIONS[key][1].get("method") != "score":
+        return None
+    source = out / f"score-s{seed}"
+    end = checkpoint_dir(source, int(job_settings(world, "score", seed, extra)["stage1_steps"]))
+    return source if (end / "COMPLETE").is_file() else None
 
 
 def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> str:
@@ -135,7 +152,7 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
     # a setting newer than the run is missing from its config.json: the run behaved as its default does
     have = {**json.loads(json.dumps(as_dict(TrainConfig()))), **read_config(run)}
     for name, value in want.items():
-        if have.get(name) != value:
+        if have.get(name) != value and name not in ("keep_stage1", "stage1_from"):  # neither changes a number
             raise ValueError(f"ablate: {run} holds a run with {name}={have.get(name)!r}, but this ablation "
                              f"sets {name}={value!r}; pass another --out")
     done = read_status(run).get("state") == "finished" and (out / f"{key}-s{seed}.json").exists()
@@ -241,10 +258,18 @@ def checked_request(world: str, methods: list[str] | None) -> list[str]:
 
 
 def jobs_to_run(states: dict[tuple[str, int], str]) -> list[tuple[str, int]]:
-    """The (method, seed) runs not done yet, training runs first: the evaluation-only ones (a fraction of
-    a training run's time) fill in the end, so neither worker idles long while the other finishes."""
-    return sorted((job for job, state in states.items() if state != "done"),
-                  key=lambda job: ABLATIONS[job[0]][1].get("steps") == 0)
+    """The (method, seed) runs not done yet, in the order they start. Training runs first, seed by seed, each
+    seed's SCoRe run leading and the variants that take its Stage I (stage1_source) last, by when it is kept;
+    then the evaluation-only ones, the longer Self-Refine before the base, so that neither worker idles
+    long at the end while the other finishes."""
+    def order(job):
+        method, seed = job
+        if ABLATIONS[method][1].get("steps") == 0:
+            return 1, method != "self-refine", seed, 0
+        takes_stage1 = method != "score" and ABLATIONS[method][1].get("method") == "score"
+        return 0, seed, 0 if method == "score" else 2 if takes_stage1 else 1, list(ABLATIONS).index(method)
+
+    return sorted((job for job, state in states.items() if state != "done"), key=order)
 
 
 def seed_range(first_seed: int, seeds: int) -> list[int]:
@@ -299,8 +324,10 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     children = Children()
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),
                                                     desc=f"ablate {world}", disable=not progress) as bar:
-        futures = {pool.submit(children.run, _job_args(world, m, s, out, extra, states[m, s]),
-                               out / f"{m}-s{s}.log", threads): (m, s) for m, s in jobs}
+        def launch(m: str, s: int) -> int:  # arguments made at the start: stage1_source looks then
+            return children.run(_job_args(world, m, s, out, extra, states[m, s]), out / f"{m}-s{s}.log", threads)
+
+        futures = {pool.submit(launch, m, s): (m, s) for m, s in jobs}
         try:
             for fut in as_completed(futures):  # the bar moves when any run ends, not in submission order
                 m, s = futures[fut]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from .config import STAGE2_SETTINGS, ConfigError, TrainConfig, as_dict
 from .distributed import sharded_weights
-from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete
+from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete, read_config, read_model
 from .selection import write_best
 
 
@@ -37,8 +38,10 @@ class Checkpoints:
                                                          "world_size": acc.num_processes}))
             mark_checkpoint_complete(path)
             done = sorted(p for p in path.parent.glob("step-*") if (p / "COMPLETE").exists())
-            for old in done[:-2]:  # keep the last two complete checkpoints
-                shutil.rmtree(old, ignore_errors=True)
+            kept = checkpoint_dir(self.run_dir, self.cfg.stage1_steps) if self.cfg.keep_stage1 else None
+            for old in done[:-2]:  # keep the last two complete checkpoints (and Stage I's end, when asked)
+                if old != kept:
+                    shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()  # no process runs ahead of, or exits before, a checkpoint being written
 
     def _write_model(self, path: Path, gathered: dict):
@@ -75,10 +78,47 @@ class Checkpoints:
                                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
             model.tie_weights()
 
+    def _take_stage1(self, source: Path):
+        """stage1_from: this run's Stage I is `source`'s, a score run with the same settings but for Stage II's
+        (config.STAGE2_SETTINGS) and the same base: its checkpoint at the end of Stage I and the logs up to it
+        are copied here, and training goes on from there as a resume would (the steps' randomness comes from
+        (seed, step) alone, so the numbers are those of training Stage I again)."""
+        cfg, step = self.cfg, self.cfg.stage1_steps
+        ckpt = checkpoint_dir(source, step)
+        if not (ckpt / "COMPLETE").is_file() or not (ckpt / "optimizer.pt").is_file():
+            raise RunStoreError(f"stage1_from {source}: no complete checkpoint at the end of Stage I ({ckpt}); "
+                                "run that score run with keep_stage1=true")
+        theirs = {**as_dict(TrainConfig()), **read_config(source)}  # a setting newer than that run: its default
+        mine = json.loads(json.dumps(as_dict(cfg)))
+        for name, value in mine.items():
+            if name not in STAGE2_SETTINGS and theirs.get(name) != value:
+                raise ConfigError(f"stage1_from {source}: that run has {name}={theirs.get(name)!r} and this one "
+                                  f"{name}={value!r}, so its Stage I is not this run's")
+        from .trainer import model_record
+
+        their_model, my_model = read_model(source) or {}, model_record(cfg.model, self.model_path)
+        if {k: their_model.get(k) for k in ("path", "toy_base")} != {k: my_model.get(k) for k in ("path", "toy_base")}:
+            raise ConfigError(f"stage1_from {source}: that run started from {their_model.get('path')}, this one "
+                              f"from {self.model_path}")
+        if self.accelerator.is_main_process:
+            for name in ("metrics.jsonl", "traces.jsonl"):  # cut back to Stage I by _load_checkpoint
+                if (source / name).exists():
+                    shutil.copyfile(source / name, self.run_dir / name)
+            for path in sorted((source / "evals").glob("*.json")):  # eval_every: Stage I's evaluations
+                if path.stem.isdigit() and int(path.stem) <= step:
+                    self.run_dir.joinpath("evals").mkdir(exist_ok=True)
+                    shutil.copyfile(path, self.run_dir / "evals" / path.name)
+            # the marker last, as save_checkpoint does: a crash while copying leaves no checkpoint to resume from
+            shutil.copytree(ckpt, checkpoint_dir(self.run_dir, step), ignore=shutil.ignore_patterns("COMPLETE"))
+            mark_checkpoint_complete(checkpoint_dir(self.run_dir, step))
+        self.accelerator.wait_for_everyone()
+        self._load_checkpoint()
+
     def _load_checkpoint(self):
         path = latest_checkpoint(self.run_dir)
-        if path is None:
-            return  # nothing saved yet: start from the beginning
+        if path is None:  # nothing saved yet: start from the beginning, without the lines of the first try
+            self.writer.truncate_after(0)
+            return
         if not (path / "optimizer.pt").is_file():
             raise RunStoreError(f"{path}: no optimizer.pt (saved under FSDP or DeepSpeed, whose optimiser state "
                                 f"is sharded), so the run cannot resume; evaluate or start from {path / 'model'}")

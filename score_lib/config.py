@@ -15,6 +15,11 @@ METHODS = ("score", "stage1", "stage2", "mt-rl", "st-rl", "star", "star-plus", "
 EVAL_ONLY = ("self-refine", "eval")
 RL_FAMILY = ("score", "stage1", "stage2", "mt-rl", "st-rl")
 SFT_FAMILY = ("star", "star-plus", "pair-sft", "pair-sft-plus")
+# settings a score run's Stage I never reads: two runs that differ only in these train the same Stage I,
+# step for step (Eq. 3 has no alpha; offline first attempts and the selection window start in Stage II), so
+# one may take it from the other (stage1_from). Every other setting, evaluation's included, must match.
+STAGE2_SETTINGS = ("alpha", "stage2", "steps", "sft_lr", "offline_first_attempts", "select_by", "select_window",
+                   "checkpoint_every", "keep_stage1", "stage1_from")
 
 
 @dataclass
@@ -42,6 +47,11 @@ class TrainConfig:
     """Steps of Stage I when method is score; the rest is Stage II."""
     stage2: str = "rl"
     """Stage II of score: rl (Eq. 4) or star (the "STaR instead of REINFORCE in Stage II" ablation)."""
+    keep_stage1: bool = False
+    """score: keep the checkpoint at the end of Stage I (step stage1_steps), which stage1_from starts from."""
+    stage1_from: str = ""
+    """score: take Stage I from this score run (kept with keep_stage1; every setting Stage I uses the same)
+    and train only Stage II. The same numbers as training Stage I again, without its cost."""
     batch_prompts: int = 16
     """Problems per step."""
     samples_per_prompt: int = 4
@@ -220,6 +230,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("batch_prompts", "samples_per_prompt", "eval_problems", "eval_samples", "eval_batch", "max_new_tokens"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"setting {name!r}: must be >= 1, got {getattr(cfg, name)}")
+    for name in ("keep_stage1", "stage1_from"):
+        if getattr(cfg, name) and cfg.method != "score":
+            raise ConfigError(f"setting {name!r}: Stage I belongs to method score, not {cfg.method}")
     if cfg.method == "score" and cfg.stage1_steps > cfg.steps:
         raise ConfigError(f"setting 'stage1_steps': {cfg.stage1_steps} exceeds steps={cfg.steps}")
     if cfg.select_by not in ("last", "train-reward"):

@@ -114,6 +114,8 @@ class Trainer(Checkpoints):
         self.start_step, self.t0 = 0, time.time()
         if resume:
             self._load_checkpoint()
+        elif cfg.stage1_from:
+            self._take_stage1(Path(cfg.stage1_from))
         self.selector = None
         if cfg.select_by == "train-reward":  # a resumed run refills its window and keeps its best (selection.py)
             if sharded_weights(self.accelerator):  # refused now rather than when the run's end loads them
@@ -185,7 +187,8 @@ class Trainer(Checkpoints):
                 record.update(self.eval_and_log(step + 1))
             self.writer.log_metrics(record)
             self.writer.set_status("running", step=step + 1)
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps \
+                    or cfg.keep_stage1 and step + 1 == cfg.stage1_steps:  # the one stage1_from starts from
                 self.save_checkpoint(step + 1)
             bar.set_postfix(r1=f"{record['reward_t1']:.2f}", r2=f"{record.get('reward_t2', 0):.2f}",
                             delta=f"{record.get('train_delta', 0):+.2f}",

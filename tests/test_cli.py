@@ -9,7 +9,8 @@ import pytest
 
 from score_lib.config import EVAL_ONLY, PRESETS, build_config
 from score_lib.evaluate import JSON_KEYS
-from score_lib.runs import read_config, read_metrics, read_model, read_status, read_traces, weights_digest
+from score_lib.runs import (RunStoreError, read_config, read_metrics, read_model, read_status, read_traces,
+                            weights_digest)
 
 from .conftest import TINY
 
@@ -136,6 +137,50 @@ def test_resume_matches_uninterrupted_run(tiny_base, tmp_path, monkeypatch):
     score("train", "--resume", str(crashing), "--quiet")
     assert read_status(crashing)["state"] == "finished"
     assert _stable(read_metrics(crashing)) == _stable(read_metrics(tmp_path / "whole"))
+    # crashed before its first checkpoint: the resume starts over, without the first try's step-1 line
+    early = tmp_path / "early"
+    crash_run_at(monkeypatch, cfg, early, step=2)
+    assert [m["step"] for m in read_metrics(early)] == [1]
+    score("train", "--resume", str(early), "--quiet")
+    assert _stable(read_metrics(early)) == _stable(read_metrics(tmp_path / "whole"))
+
+
+@pytest.mark.parametrize("stage2", ["alpha=0", "stage2=star"])
+def test_a_score_run_that_takes_stage1_from_another_ends_as_one_that_trains_it(stage2, tiny_base, tmp_path):
+    """stage1_from copies another score run's Stage I (its kept checkpoint and logs) and trains Stage II only:
+    every logged step, trace, evaluation and the final numbers equal those of training Stage I again."""
+    from score_lib.config import ConfigError
+    from score_lib.runs import latest_checkpoint
+    from score_lib.trainer import Trainer
+
+    sets = [o for o in TINY if not o.startswith(("steps", "stage1_steps"))] + ["steps=4", "stage1_steps=2"]
+    source = tmp_path / "score"
+    Trainer(build_config("toy-score", sets + ["keep_stage1=true"]), source, progress=False).run()
+    # kept beside the last two (steps 3 and 4), which every checkpoint_every=1 run keeps
+    assert sorted(p.name for p in (source / "checkpoints").glob("step-*")) == [
+        "step-00000002", "step-00000003", "step-00000004"]
+    whole = tmp_path / "whole"
+    final = Trainer(build_config("toy-score", sets + [stage2]), whole, progress=False).run()
+    taken = tmp_path / "taken"
+    again = Trainer(build_config("toy-score", sets + [stage2, f"stage1_from={source}"]), taken, progress=False).run()
+    assert again == final
+    assert _stable(read_metrics(taken)) == _stable(read_metrics(whole))
+    assert [m["stage"] for m in read_metrics(taken)][:2] == ["stage1", "stage1"]
+    assert read_traces(taken) == read_traces(whole)
+    evals = sorted(p.name for p in (whole / "evals").glob("*.json"))
+    assert evals == sorted(p.name for p in (taken / "evals").glob("*.json"))
+    assert {"00000001.json", "00000002.json", "00000004.json"} <= set(evals)  # Stage I's two among them
+    for name in evals:
+        assert json.loads((taken / "evals" / name).read_text()) == json.loads((whole / "evals" / name).read_text())
+    assert latest_checkpoint(taken).name == "step-00000004"
+    assert read_config(taken)["stage1_from"] == str(source)
+    # a source whose Stage I is not this run's, or that did not keep it, is refused by name
+    with pytest.raises(ConfigError, match="that run has lr=.* and this one lr="):
+        Trainer(build_config("toy-score", sets + ["lr=0.5", f"stage1_from={source}"]), tmp_path / "x", progress=False)
+    with pytest.raises(RunStoreError, match="keep_stage1=true"):
+        Trainer(build_config("toy-score", sets + [f"stage1_from={whole}"]), tmp_path / "y", progress=False)
+    with pytest.raises(ConfigError, match="'keep_stage1': Stage I belongs to method score, not mt-rl"):
+        build_config("toy-mt-rl", ["keep_stage1=true"])
 
 
 def test_ablate_aggregates_seeds(tiny_base, tmp_path):
@@ -212,6 +257,22 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     assert apart.returncode == 2 and "share no seed" in apart.stderr
     assert score("findings", "--pool", str(tmp_path / "more.json"), "--against", str(tmp_path / "abl.json"),
                  check=False).returncode == 2
+
+
+def test_ablate_runs_the_score_variants_from_the_seeds_stage1_with_the_same_numbers(tiny_base, tmp_path):
+    sets = [o for o in TINY if not o.startswith(("steps", "stage1_steps"))] + ["steps=3", "stage1_steps=2"]
+    args = ["ablate", "--preset", "toy-chain", "--seeds", "1", "--workers", "1", *_sets(*sets)]
+    score(*args, "--methods", "no-shaping,score", "--out", str(tmp_path / "shared"))
+    score(*args, "--methods", "no-shaping", "--out", str(tmp_path / "alone"))
+    shared, alone = tmp_path / "shared" / "no-shaping-s0", tmp_path / "alone" / "no-shaping-s0"
+    assert read_config(shared)["stage1_from"] == str(tmp_path / "shared" / "score-s0")
+    assert read_config(tmp_path / "shared" / "score-s0")["keep_stage1"] and not read_config(alone)["stage1_from"]
+    assert _stable(read_metrics(shared)) == _stable(read_metrics(alone))
+    assert (json.loads((tmp_path / "shared" / "no-shaping-s0.json").read_text())
+            == json.loads((tmp_path / "alone" / "no-shaping-s0.json").read_text()))
+    # the kept folder passes the settings check again (stage1_from / keep_stage1 change no number)
+    again = score(*args, "--methods", "no-shaping,score", "--out", str(tmp_path / "shared"))
+    assert "2 finished runs kept" in again.stdout
 
 
 def test_ablate_that_builds_a_clock_stopped_base_warns_once(tiny_base, tmp_path):
@@ -337,11 +398,12 @@ def test_ablate_names_a_renamed_world_preset():
 def test_ablation_runs_training_jobs_before_evaluation_only_ones():
     from score_lib.ablate import jobs_to_run
 
-    states = {(m, s): "new" for s in range(2) for m in ("base", "star", "self-refine", "score")}
+    states = {(m, s): "new" for s in range(2) for m in ("base", "no-shaping", "star", "self-refine", "score")}
     states["star", 0] = "done"
     states["score", 1] = "resume"
-    assert jobs_to_run(states) == [("score", 0), ("star", 1), ("score", 1),
-                                   ("base", 0), ("self-refine", 0), ("base", 1), ("self-refine", 1)]
+    # each seed's SCoRe run before the variant that takes its Stage I; the longer Self-Refine before the base
+    assert jobs_to_run(states) == [("score", 0), ("no-shaping", 0), ("score", 1), ("star", 1), ("no-shaping", 1),
+                                   ("self-refine", 0), ("self-refine", 1), ("base", 0), ("base", 1)]
 
 
 def test_ablation_budget_counts_responses():
