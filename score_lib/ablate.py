@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -111,7 +110,7 @@ def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
 
 def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str], state: str = "new") -> list[str]:
     run = out / f"{key}-s{seed}"
-    train = [sys.executable, "-m", "score_lib.cli", "train", "--quiet", "--json", str(out / f"{key}-s{seed}.json")]
+    train = ["train", "--quiet", "--json", str(out / f"{key}-s{seed}.json")]  # `score` arguments
     if state == "resume":  # an interrupted run continues from its last checkpoint (or its start)
         return train + ["--resume", str(run)]
     args = train + ["--preset", "toy-score", "--out", str(run)]
@@ -206,29 +205,60 @@ def missed_target(model: str) -> str | None:
             f"({stop_summary(meta)}); {why} (docs/toy_world.md)")
 
 
+# imported once by the process that starts the runs (multiprocessing's forkserver), so that each run, a
+# fork of it, starts in well under a second instead of importing torch and transformers again (about 5 s
+# here, 36 times a table); which modules a process has imported changes no number (tests/test_cli.py)
+PRELOAD = ["score_lib.cli", "score_lib.trainer", "score_lib.sft", "transformers.models.llama.modeling_llama",
+           "accelerate"]
+
+
+def _run_child(args: list[str], log: str, threads: int) -> None:
+    """One run of the ablation in its own process: `score <args>`, its output appended to `log` (a resumed
+    run keeps the log of its first try), on `threads` torch threads."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))  # for what it starts
+    import torch
+
+    torch.set_num_threads(threads)
+    from .cli import main
+
+    sys.exit(main(args))
+
+
 class Children:
     """The ablation's running training processes, so that a stop (Ctrl-C, or SIGTERM from kill or a job
     scheduler) reaches them: each ends as "stopped" and resumes with the same --out, and no queued run
-    starts after it."""
+    starts after it. Each run is a process of its own (a failing or crashing run takes nothing else down),
+    forked from a server that has imported the library once, where the platform has one."""
 
     def __init__(self):
-        self.procs: set[subprocess.Popen] = set()
+        import multiprocessing
+
+        methods = multiprocessing.get_all_start_methods()
+        self.context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            self.context.set_forkserver_preload(PRELOAD)
+        self.procs: set = set()
         self.lock = threading.Lock()
         self.stopping = False
 
     def run(self, args: list[str], log: Path, threads: int) -> int:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        with open(log, "a") as f:  # appended: a resumed run keeps the log of its first try
+        """`score <args>` in a child process; its exit code (negative: the signal that ended it)."""
+        with self.lock:
+            if self.stopping:
+                return -signal.SIGTERM
+            proc = self.context.Process(target=_run_child, args=(args, str(log), threads))
+            proc.start()
+            self.procs.add(proc)
+        try:
+            proc.join()
+            return proc.exitcode
+        finally:
             with self.lock:
-                if self.stopping:
-                    return -signal.SIGTERM
-                proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env)
-                self.procs.add(proc)
-            try:
-                return proc.wait()
-            finally:
-                with self.lock:
-                    self.procs.discard(proc)
+                self.procs.discard(proc)
 
     def stop(self) -> None:
         """Start no more runs; ask the running ones to stop (they write status "stopped") and wait for them."""
@@ -237,12 +267,11 @@ class Children:
             procs = list(self.procs)
         deadline = time.time() + 2  # a Ctrl-C in a terminal reached them too: let them stop on that one
         for proc in procs:
-            try:
-                proc.wait(max(0.0, deadline - time.time()))
-            except subprocess.TimeoutExpired:
+            proc.join(max(0.0, deadline - time.time()))
+            if proc.is_alive():
                 proc.terminate()
         for proc in procs:
-            proc.wait()
+            proc.join()
 
 
 def checked_request(world: str, methods: list[str] | None) -> list[str]:

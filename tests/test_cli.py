@@ -270,6 +270,13 @@ def test_ablate_runs_the_score_variants_from_the_seeds_stage1_with_the_same_numb
     assert _stable(read_metrics(shared)) == _stable(read_metrics(alone))
     assert (json.loads((tmp_path / "shared" / "no-shaping-s0.json").read_text())
             == json.loads((tmp_path / "alone" / "no-shaping-s0.json").read_text()))
+    # a run forked from the ablation's preloaded process ends as the same run in a fresh interpreter does
+    from score_lib.ablate import _job_args
+
+    score(*_job_args("toy-chain", "no-shaping", 0, tmp_path / "fresh", sets))
+    assert (json.loads((tmp_path / "fresh" / "no-shaping-s0.json").read_text())
+            == json.loads((tmp_path / "alone" / "no-shaping-s0.json").read_text()))
+    assert _stable(read_metrics(tmp_path / "fresh" / "no-shaping-s0")) == _stable(read_metrics(alone))
     # the kept folder passes the settings check again (stage1_from / keep_stage1 change no number)
     again = score(*args, "--methods", "no-shaping,score", "--out", str(tmp_path / "shared"))
     assert "2 finished runs kept" in again.stdout
