@@ -207,9 +207,10 @@ def missed_target(model: str) -> str | None:
 
 # imported once by the process that starts the runs (multiprocessing's forkserver), so that each run, a
 # fork of it, starts in well under a second instead of importing torch and transformers again (about 5 s
-# here, 36 times a table); which modules a process has imported changes no number (tests/test_cli.py)
-PRELOAD = ["score_lib.cli", "score_lib.trainer", "score_lib.sft", "transformers.models.llama.modeling_llama",
-           "accelerate"]
+# here, 36 times a table); which modules a process has imported changes no number (tests/test_cli.py).
+# Not score_lib.cli: under `python -m score_lib.cli ablate` each child imports it afresh as its main module,
+# which runpy warns about when the module is there already.
+PRELOAD = ["score_lib.trainer", "score_lib.sft", "transformers.models.llama.modeling_llama", "accelerate"]
 
 
 def _run_child(args: list[str], log: str, threads: int) -> None:
@@ -259,6 +260,14 @@ class Children:
         finally:
             with self.lock:
                 self.procs.discard(proc)
+
+    def close(self) -> None:
+        """Once no run is left: stop the forkserver and wait for it, so that it does not outlive the ablation
+        and its runs' CPU time and memory count to this process (`/usr/bin/time -v score ablate`)."""
+        from multiprocessing import forkserver
+
+        if self.context.get_start_method() == "forkserver":
+            getattr(forkserver._forkserver, "_stop", lambda: None)()  # CPython's own; absent elsewhere: no-op
 
     def stop(self) -> None:
         """Start no more runs; ask the running ones to stop (they write status "stopped") and wait for them."""
@@ -351,25 +360,29 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
     start = time.time()
     failed = []
     children = Children()
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),
-                                                    desc=f"ablate {world}", disable=not progress) as bar:
-        def launch(m: str, s: int) -> int:  # arguments made at the start: stage1_source looks then
-            return children.run(_job_args(world, m, s, out, extra, states[m, s]), out / f"{m}-s{s}.log", threads)
+    try:
+        with ThreadPoolExecutor(workers) as pool, tqdm(total=len(states), initial=len(states) - len(jobs),
+                                                        desc=f"ablate {world}", disable=not progress) as bar:
+            def launch(m: str, s: int) -> int:  # arguments made at the start: stage1_source looks then
+                return children.run(_job_args(world, m, s, out, extra, states[m, s]), out / f"{m}-s{s}.log",
+                                    threads)
 
-        futures = {pool.submit(launch, m, s): (m, s) for m, s in jobs}
-        try:
-            for fut in as_completed(futures):  # the bar moves when any run ends, not in submission order
-                m, s = futures[fut]
-                if fut.result() != 0:
-                    failed.append(f"{m}-s{s} (log: {out / f'{m}-s{s}.log'})")
-                bar.update(1)
-                bar.set_postfix(last=f"{m}-s{s}")
-        except KeyboardInterrupt:  # leaving the pool would otherwise wait for every queued run to finish
-            for fut in futures:
-                fut.cancel()
-            children.stop()
-            print(f"ablate: stopped; the same command with --out {out} resumes it", file=sys.stderr)
-            raise
+            futures = {pool.submit(launch, m, s): (m, s) for m, s in jobs}
+            try:
+                for fut in as_completed(futures):  # the bar moves when any run ends, not in submission order
+                    m, s = futures[fut]
+                    if fut.result() != 0:
+                        failed.append(f"{m}-s{s} (log: {out / f'{m}-s{s}.log'})")
+                    bar.update(1)
+                    bar.set_postfix(last=f"{m}-s{s}")
+            except KeyboardInterrupt:  # leaving the pool would otherwise wait for every queued run to finish
+                for fut in futures:
+                    fut.cancel()
+                children.stop()
+                print(f"ablate: stopped; the same command with --out {out} resumes it", file=sys.stderr)
+                raise
+    finally:  # every run has ended (or been cancelled) once the pool is left
+        children.close()
     if failed:
         raise RuntimeError(f"ablate: {len(failed)} run(s) failed: {'; '.join(sorted(failed))}")
     check_models(out, list(states), model)  # a default base changed while it ran: its table would mix two

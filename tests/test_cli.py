@@ -282,6 +282,23 @@ def test_ablate_runs_the_score_variants_from_the_seeds_stage1_with_the_same_numb
     assert "2 finished runs kept" in again.stdout
 
 
+def test_ablate_stops_its_forkserver_so_its_runs_count_to_it(tiny_base, tmp_path):
+    """The runs are forked from a server process: once they end it is stopped and waited for, so it does not
+    outlive the ablation and their CPU time reaches `time`/getrusage of the process that ran the ablation."""
+    import resource
+    from multiprocessing import forkserver
+
+    from score_lib.ablate import run_ablation
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run_ablation("toy-chain", seeds=1, out=tmp_path / "abl", methods=["base"], extra=TINY, progress=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert forkserver._forkserver._forkserver_pid is None
+    # the server imported torch and transformers, and the run evaluated: seconds, not the ~0 of an unreaped one
+    assert after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime > 1.0
+    assert json.loads((tmp_path / "abl" / "base-s0.json").read_text())["method"] == "eval"
+
+
 def test_ablate_that_builds_a_clock_stopped_base_warns_once(tiny_base, tmp_path):
     """The build's own warning says it; ablate adds its warning only for a base it found cached."""
     sets = [s for s in TINY if not s.startswith("toy_base_seconds")] + ["toy_base_seconds=0.5"]
