@@ -45,8 +45,10 @@ def _busy_seconds() -> float | None:
 
 
 def _own_seconds() -> float:
+    """CPU seconds of this process and of the children it has waited for (a benchmark's own subprocesses
+    are its work, not other processes')."""
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class LoadMeter:

@@ -50,8 +50,7 @@ class TrainConfig:
     keep_stage1: bool = False
     """score: keep the checkpoint at the end of Stage I (step stage1_steps), which stage1_from starts from."""
     stage1_from: str = ""
-    """score: take Stage I from this score run (kept with keep_stage1; every setting Stage I uses the same)
-    and train only Stage II. The same numbers as training Stage I again, without its cost."""
+    """score: train Stage II only, from this score run's kept Stage I (same settings but Stage II's; same numbers)."""
     batch_prompts: int = 16
     """Problems per step."""
     samples_per_prompt: int = 4
