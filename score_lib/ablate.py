@@ -140,7 +140,7 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
     """"new", "done" (finished, its --json written) or "resume" for one run of an ablation in `out`,
     so that rerunning an interrupted ablation redoes only what is missing. A folder that holds a run
     with other settings raises, naming the first that differs: one table never mixes two budgets."""
-    from .config import TrainConfig, as_dict, build_config
+    from .config import as_dict, build_config, differing_setting
     from .runs import read_config, read_status
 
     run = out / f"{key}-s{seed}"
@@ -148,12 +148,10 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
         return "new"
     settings = job_settings(world, key, seed, extra)
     want = json.loads(json.dumps(as_dict(build_config("toy-score", {k: str(v) for k, v in settings.items()}))))
-    # a setting newer than the run is missing from its config.json: the run behaved as its default does
-    have = {**json.loads(json.dumps(as_dict(TrainConfig()))), **read_config(run)}
-    for name, value in want.items():
-        if have.get(name) != value and name not in ("keep_stage1", "stage1_from"):  # neither changes a number
-            raise ValueError(f"ablate: {run} holds a run with {name}={have.get(name)!r}, but this ablation "
-                             f"sets {name}={value!r}; pass another --out")
+    if differs := differing_setting(read_config(run), want, ignore=("keep_stage1", "stage1_from")):  # no number
+        name, value = differs
+        raise ValueError(f"ablate: {run} holds a run with {name}={value!r}, but this ablation "
+                         f"sets {name}={want[name]!r}; pass another --out")
     done = read_status(run).get("state") == "finished" and (out / f"{key}-s{seed}.json").exists()
     return "done" if done else "resume"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .config import STAGE2_SETTINGS, ConfigError, TrainConfig, as_dict
+from .config import STAGE2_SETTINGS, ConfigError, as_dict, differing_setting
 from .distributed import sharded_weights
 from .runs import RunStoreError, checkpoint_dir, latest_checkpoint, mark_checkpoint_complete, read_config, read_model
 from .selection import write_best
@@ -88,12 +88,11 @@ class Checkpoints:
         if not (ckpt / "COMPLETE").is_file() or not (ckpt / "optimizer.pt").is_file():
             raise RunStoreError(f"stage1_from {source}: no complete checkpoint at the end of Stage I ({ckpt}); "
                                 "run that score run with keep_stage1=true")
-        theirs = {**as_dict(TrainConfig()), **read_config(source)}  # a setting newer than that run: its default
         mine = json.loads(json.dumps(as_dict(cfg)))
-        for name, value in mine.items():
-            if name not in STAGE2_SETTINGS and theirs.get(name) != value:
-                raise ConfigError(f"stage1_from {source}: that run has {name}={theirs.get(name)!r} and this one "
-                                  f"{name}={value!r}, so its Stage I is not this run's")
+        if differs := differing_setting(read_config(source), mine, ignore=STAGE2_SETTINGS):
+            name, theirs = differs
+            raise ConfigError(f"stage1_from {source}: that run has {name}={theirs!r} and this one "
+                              f"{name}={mine[name]!r}, so its Stage I is not this run's")
         from .trainer import model_record
 
         their_model, my_model = read_model(source) or {}, model_record(cfg.model, self.model_path)

@@ -282,3 +282,14 @@ def settings_help() -> str:
 
 def as_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
+
+
+
+def differing_setting(recorded: dict, want: dict, ignore: tuple = ()) -> tuple[str, object] | None:
+    """(name, the run's value) of the first setting of `want` (JSON values) that a run's recorded config.json
+    holds otherwise, or None; a setting newer than the run counts at its default, which is how it behaved."""
+    import json
+
+    have = {**json.loads(json.dumps(as_dict(TrainConfig()))), **recorded}
+    return next(((name, have.get(name)) for name, value in want.items()
+                 if name not in ignore and have.get(name) != value), None)
