@@ -81,6 +81,11 @@ PAPER = {
 KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_rate",
         "edit_ratio_zero_share", "n_problems")
 PLAN_FILE = "ablation_plan.json"  # written into the ablation's folder when it starts
+SHARED_SAMPLES = "samples"  # the ablation's folder for the SFT baselines' shared first rounds (shared_samples.py)
+# settings ablate adds to its runs that change no number they compute: a kept run may differ in them
+BOOKKEEPING = ("keep_stage1", "stage1_from", "shared_samples")
+# runs whose first round another method of the same seed draws identically: they start later, to read it
+READS_SAMPLES = ("star-plus", "pair-sft-plus")
 # conditional rates: kept when every seed has them (absent from runs written before they existed, None
 # when a run had no right, or no wrong, first attempt)
 SPLIT_KEYS = ("fix_rate", "break_rate", "answer_change_if_right", "answer_change_if_wrong",
@@ -109,6 +114,8 @@ def job_settings(world: str, key: str, seed: int, extra: list[str]) -> dict:
 
 
 def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str], state: str = "new") -> list[str]:
+    from .config import SFT_FAMILY
+
     run = out / f"{key}-s{seed}"
     train = ["train", "--quiet", "--json", str(out / f"{key}-s{seed}.json")]  # `score` arguments
     if state == "resume":  # an interrupted run continues from its last checkpoint (or its start)
@@ -116,6 +123,8 @@ def _job_args(world: str, key: str, seed: int, out: Path, extra: list[str], stat
     args = train + ["--preset", "toy-score", "--out", str(run)]
     for k, v in job_settings(world, key, seed, extra).items():
         args += ["--set", f"{k}={v}"]
+    if ABLATIONS[key][1].get("method") in SFT_FAMILY:  # STaR+ and Pair-SFT+ first draw what STaR and Pair-SFT draw
+        args += ["--set", f"shared_samples={out / SHARED_SAMPLES}"]
     if key == "score":  # its Stage I is also that of the seed's other score variants (stage1_source)
         args += ["--set", "keep_stage1=true"]
     elif source := stage1_source(world, key, seed, out, extra):
@@ -148,7 +157,7 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
         return "new"
     settings = job_settings(world, key, seed, extra)
     want = json.loads(json.dumps(as_dict(build_config("toy-score", {k: str(v) for k, v in settings.items()}))))
-    if differs := differing_setting(read_config(run), want, ignore=("keep_stage1", "stage1_from")):  # no number
+    if differs := differing_setting(read_config(run), want, ignore=BOOKKEEPING):  # no number
         name, value = differs
         raise ValueError(f"ablate: {run} holds a run with {name}={value!r}, but this ablation "
                          f"sets {name}={want[name]!r}; pass another --out")
@@ -296,14 +305,16 @@ def checked_request(world: str, methods: list[str] | None) -> list[str]:
 def jobs_to_run(states: dict[tuple[str, int], str]) -> list[tuple[str, int]]:
     """The (method, seed) runs not done yet, in the order they start. Training runs first, seed by seed, each
     seed's SCoRe run leading and the variants that take its Stage I (stage1_source) last, by when it is kept;
-    then the evaluation-only ones, the longer Self-Refine before the base, so that neither worker idles
-    long at the end while the other finishes."""
+    STaR+ and Pair-SFT+ come after the other training runs of their seed, by when STaR's and Pair-SFT's
+    first rounds are drawn (shared_samples); then the evaluation-only ones, the longer Self-Refine before
+    the base, so that neither worker idles long at the end while the other finishes."""
     def order(job):
         method, seed = job
         if ABLATIONS[method][1].get("steps") == 0:
             return 1, method != "self-refine", seed, 0
         takes_stage1 = method != "score" and ABLATIONS[method][1].get("method") == "score"
-        return 0, seed, 0 if method == "score" else 2 if takes_stage1 else 1, list(ABLATIONS).index(method)
+        tier = 0 if method == "score" else 3 if takes_stage1 else 2 if method in READS_SAMPLES else 1
+        return 0, seed, tier, list(ABLATIONS).index(method)
 
     return sorted((job for job, state in states.items() if state != "done"), key=order)
 

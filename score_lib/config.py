@@ -51,6 +51,9 @@ class TrainConfig:
     """score: keep the checkpoint at the end of Stage I (step stage1_steps), which stage1_from starts from."""
     stage1_from: str = ""
     """score: train Stage II only, from this score run's kept Stage I (same settings but Stage II's; same numbers)."""
+    shared_samples: str = ""
+    """SFT baselines: a folder where runs that differ only in method (STaR / STaR+, Pair-SFT / Pair-SFT+) draw
+    their first round from the starting model once and share it (same numbers; shared_samples.py)."""
     batch_prompts: int = 16
     """Problems per step."""
     samples_per_prompt: int = 4
@@ -232,6 +235,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("keep_stage1", "stage1_from"):
         if getattr(cfg, name) and cfg.method != "score":
             raise ConfigError(f"setting {name!r}: Stage I belongs to method score, not {cfg.method}")
+    if cfg.shared_samples and cfg.method not in SFT_FAMILY:
+        raise ConfigError(f"setting 'shared_samples': only the SFT baselines ({', '.join(SFT_FAMILY)}) sample "
+                          f"from their starting model before training, not {cfg.method}")
     if cfg.method == "score" and cfg.stage1_steps > cfg.steps:
         raise ConfigError(f"setting 'stage1_steps': {cfg.stage1_steps} exceeds steps={cfg.steps}")
     if cfg.select_by not in ("last", "train-reward"):

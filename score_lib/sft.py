@@ -15,9 +15,12 @@ from __future__ import annotations
 import random
 import time
 
+from . import shared_samples
+from .config import as_dict
 from .episodes import Attempt, Episode
 from .losses import sft_loss
 from .rollout import continue_episodes, grade, rollout
+from .runs import read_model
 from .trainer import step_seed
 
 
@@ -54,8 +57,15 @@ def pair_dataset(first_attempts: list[Episode], plus: bool, glue: list[int], see
 
 
 def _collect(trainer, round_idx: int, steps: int, attempts: int, first_step: int = 0) -> list[Episode]:
-    """Sample `steps` batches of episodes, as RL would in the same number of steps."""
+    """Sample `steps` batches of episodes, as RL would in the same number of steps. A first round drawn from
+    the starting model is read from, or written to, cfg.shared_samples when set (shared_samples.py)."""
     cfg = trainer.cfg
+    key = None
+    if cfg.shared_samples and round_idx == 0 and first_step == 0 and trainer.accelerator.num_processes == 1:
+        key = shared_samples.collection_key(as_dict(cfg), read_model(trainer.run_dir), round_idx, steps, attempts)
+        if (stored := shared_samples.load(cfg.shared_samples, key)) is not None:
+            shared_samples.note(trainer.run_dir, cfg.shared_samples, key, drawn_here=False)
+            return stored
     train = trainer.task.problems("train")
     out = []
     for s in range(steps):
@@ -64,7 +74,11 @@ def _collect(trainer, round_idx: int, steps: int, attempts: int, first_step: int
         out += rollout(trainer.model, trainer.tok, problems, [cfg.instruction] * (attempts - 1),
                        n=cfg.samples_per_prompt, temperature=cfg.temperature,
                        max_new_tokens=cfg.max_new_tokens, seed=seed)
-    return grade(trainer.task, out)
+    out = grade(trainer.task, out)
+    if key is not None:
+        shared_samples.save(cfg.shared_samples, key, out)
+        shared_samples.note(trainer.run_dir, cfg.shared_samples, key, drawn_here=True)
+    return out
 
 
 def fixed_first_attempts(trainer, n: int = 128) -> list[Episode]:

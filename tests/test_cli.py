@@ -183,6 +183,44 @@ def test_a_score_run_that_takes_stage1_from_another_ends_as_one_that_trains_it(s
         build_config("toy-mt-rl", ["keep_stage1=true"])
 
 
+@pytest.mark.parametrize("first,then", [("star", "star-plus"), ("pair-sft-plus", "pair-sft")])
+def test_sft_runs_that_share_their_first_round_end_as_runs_that_draw_it(first, then, tiny_base, tmp_path,
+                                                                         monkeypatch):
+    """shared_samples: the second method reads the first round the first one drew from the same starting model
+    (it samples nothing for it) and logs, traces and scores exactly as when it draws that round itself."""
+    import score_lib.sft as sft
+    from score_lib.config import ConfigError
+    from score_lib.trainer import Trainer
+
+    sets = TINY + ["steps=3", "sft_iterations=3"]  # STaR: three rounds of one step, only the first shared
+    folder = tmp_path / "samples"
+    Trainer(build_config(f"toy-{first}", sets + [f"shared_samples={folder}"]), tmp_path / first, progress=False).run()
+    assert len(list(folder.glob("*.samples.pkl"))) == 1
+    assert json.loads((tmp_path / first / "shared_samples.json").read_text())["drawn_here"]
+    drawn = []  # sft's rollout calls: one per collected step, and the shift probe's (Pair-SFT, eval_every)
+    real = sft.rollout
+    monkeypatch.setattr(sft, "rollout", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    alone = Trainer(build_config(f"toy-{then}", sets), tmp_path / "alone", progress=False).run()
+    calls_alone, drawn[:] = len(drawn), []
+    shared = Trainer(build_config(f"toy-{then}", sets + [f"shared_samples={folder}"]), tmp_path / "shared",
+                     progress=False).run()
+    assert shared == alone
+    assert _stable(read_metrics(tmp_path / "shared")) == _stable(read_metrics(tmp_path / "alone"))
+    assert read_traces(tmp_path / "shared") == read_traces(tmp_path / "alone")
+    note = json.loads((tmp_path / "shared" / "shared_samples.json").read_text())
+    assert not note["drawn_here"] and Path(note["file"]).parent == folder.resolve()
+    # the first round read, not sampled: STaR's is one step of three, Pair-SFT's all three
+    first_round = 1 if then.startswith("star") else 3
+    assert len(drawn) == calls_alone - first_round
+    # a setting that decides the draw (the sampling temperature) makes it another draw, in a file of its own
+    drawn.clear()
+    Trainer(build_config(f"toy-{then}", sets + [f"shared_samples={folder}", "temperature=0.7"]), tmp_path / "hot",
+            progress=False).run()
+    assert len(drawn) == calls_alone and len(list(folder.glob("*.samples.pkl"))) == 2
+    with pytest.raises(ConfigError, match="'shared_samples': only the SFT baselines"):
+        build_config("toy-mt-rl", [f"shared_samples={folder}"])
+
+
 def test_ablate_aggregates_seeds(tiny_base, tmp_path):
     out = score("ablate", "--preset", "toy-chain", "--methods", "base,st-rl,star-stage2", "--seeds", "2",
                 *_sets(*TINY), "--out", str(tmp_path / "abl"), "--json", str(tmp_path / "abl.json"),
@@ -262,8 +300,13 @@ def test_ablate_aggregates_seeds(tiny_base, tmp_path):
 def test_ablate_runs_the_score_variants_from_the_seeds_stage1_with_the_same_numbers(tiny_base, tmp_path):
     sets = [o for o in TINY if not o.startswith(("steps", "stage1_steps"))] + ["steps=3", "stage1_steps=2"]
     args = ["ablate", "--preset", "toy-chain", "--seeds", "1", "--workers", "1", *_sets(*sets)]
-    score(*args, "--methods", "no-shaping,score", "--out", str(tmp_path / "shared"))
+    score(*args, "--methods", "no-shaping,score,star,star-plus", "--out", str(tmp_path / "shared"))
     score(*args, "--methods", "no-shaping", "--out", str(tmp_path / "alone"))
+    # STaR+ read the first round STaR drew (tests above: the same numbers as drawing it)
+    notes = {m: json.loads((tmp_path / "shared" / f"{m}-s0" / "shared_samples.json").read_text())
+             for m in ("star", "star-plus")}
+    assert notes["star"]["drawn_here"] and not notes["star-plus"]["drawn_here"]
+    assert notes["star"]["file"] == notes["star-plus"]["file"]
     shared, alone = tmp_path / "shared" / "no-shaping-s0", tmp_path / "alone" / "no-shaping-s0"
     assert read_config(shared)["stage1_from"] == str(tmp_path / "shared" / "score-s0")
     assert read_config(tmp_path / "shared" / "score-s0")["keep_stage1"] and not read_config(alone)["stage1_from"]
@@ -277,9 +320,9 @@ def test_ablate_runs_the_score_variants_from_the_seeds_stage1_with_the_same_numb
     assert (json.loads((tmp_path / "fresh" / "no-shaping-s0.json").read_text())
             == json.loads((tmp_path / "alone" / "no-shaping-s0.json").read_text()))
     assert _stable(read_metrics(tmp_path / "fresh" / "no-shaping-s0")) == _stable(read_metrics(alone))
-    # the kept folder passes the settings check again (stage1_from / keep_stage1 change no number)
-    again = score(*args, "--methods", "no-shaping,score", "--out", str(tmp_path / "shared"))
-    assert "2 finished runs kept" in again.stdout
+    # the kept folder passes the settings check again (stage1_from / keep_stage1 / shared_samples change no number)
+    again = score(*args, "--methods", "no-shaping,score,star,star-plus", "--out", str(tmp_path / "shared"))
+    assert "4 finished runs kept" in again.stdout
 
 
 def test_ablate_stops_its_forkserver_so_its_runs_count_to_it(tiny_base, tmp_path):
@@ -422,12 +465,16 @@ def test_ablate_names_a_renamed_world_preset():
 def test_ablation_runs_training_jobs_before_evaluation_only_ones():
     from score_lib.ablate import jobs_to_run
 
-    states = {(m, s): "new" for s in range(2) for m in ("base", "no-shaping", "star", "self-refine", "score")}
+    states = {(m, s): "new" for s in range(2)
+              for m in ("base", "no-shaping", "star-plus", "mt-rl", "star", "self-refine", "score")}
     states["star", 0] = "done"
     states["score", 1] = "resume"
-    # each seed's SCoRe run before the variant that takes its Stage I; the longer Self-Refine before the base
-    assert jobs_to_run(states) == [("score", 0), ("no-shaping", 0), ("score", 1), ("star", 1), ("no-shaping", 1),
-                                   ("self-refine", 0), ("self-refine", 1), ("base", 0), ("base", 1)]
+    # each seed's SCoRe run before the variant that takes its Stage I, STaR+ after the runs that may draw its
+    # first round (STaR); the longer Self-Refine before the base
+    assert jobs_to_run(states) == [
+        ("score", 0), ("mt-rl", 0), ("star-plus", 0), ("no-shaping", 0),
+        ("score", 1), ("star", 1), ("mt-rl", 1), ("star-plus", 1), ("no-shaping", 1),
+        ("self-refine", 0), ("self-refine", 1), ("base", 0), ("base", 1)]
 
 
 def test_ablation_budget_counts_responses():
