@@ -8,7 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import CODE_INSTRUCTION, MATH_INSTRUCTION, PRESETS, ConfigError, build_config, settings_help
+from .config import (CODE_INSTRUCTION, MATH_INSTRUCTION, PRESETS, ConfigError, build_config, recorded_settings,
+                     settings_help)
 from .runs import RunStoreError
 from .tasks import CODE_TASKS
 
@@ -162,7 +163,7 @@ def cmd_train(args) -> int:
         return 0
     if args.resume:
         run_dir = Path(args.resume)
-        cfg = build_config(None, {k: v for k, v in read_config(run_dir).items() if k != "versions"})
+        cfg = build_config(None, recorded_settings(read_config(run_dir)))
     else:
         if not args.preset:
             raise ConfigError("train: --preset is required (or --resume RUN_DIR)")

@@ -22,6 +22,13 @@ STAGE2_SETTINGS = ("alpha", "stage2", "steps", "sft_lr", "offline_first_attempts
                    "checkpoint_every", "keep_stage1", "stage1_from")
 
 
+# settings runs of earlier versions recorded that no code reads any more: a resume drops them, a --set names why
+RETIRED_SETTINGS = {
+    "sft_problems": "an SFT round samples what its steps of RL would (batch_prompts x samples_per_prompt a step)",
+    "sft_samples": "an SFT round samples what its steps of RL would (batch_prompts x samples_per_prompt a step)",
+}
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; written whole to the run's config.json."""
@@ -126,10 +133,6 @@ class TrainConfig:
     """select_by=train-reward: consecutive steps whose training rewards are averaged per candidate."""
     sft_iterations: int = 3
     """STaR: rounds of sample-filter-train (Pair-SFT uses one)."""
-    sft_problems: int = 256
-    """SFT baselines: problems sampled per data-collection round."""
-    sft_samples: int = 4
-    """SFT baselines: samples per problem when collecting traces."""
     sft_lr: float = 1e-4
     """SFT learning rate."""
     sft_batch: int = 32
@@ -266,10 +269,18 @@ def build_config(preset: str | None = None, overrides: list[str] | dict | None =
     for key, raw in items:
         if raw is None:
             raise ConfigError(f"override {key!r}: expected key=value")
+        if key in RETIRED_SETTINGS:
+            raise ConfigError(f"setting {key!r} was removed: {RETIRED_SETTINGS[key]}")
         if key not in types:
             raise ConfigError(f"unknown setting {key!r} (see `score train --help-settings`)")
         values[key] = _coerce(key, types[key], raw) if isinstance(raw, str) else raw
     return validate(TrainConfig(**values))
+
+
+def recorded_settings(config: dict) -> dict:
+    """A run's config.json as build_config takes it back (a resume): without its library versions and the
+    settings retired since it was written."""
+    return {k: v for k, v in config.items() if k != "versions" and k not in RETIRED_SETTINGS}
 
 
 def settings_help() -> str:

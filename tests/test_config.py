@@ -26,6 +26,7 @@ def test_overrides_are_typed():
     ("toy-st-rl", ["attempts=2"], "st-rl trains a single attempt"),
     ("toy-score", ["stage1_steps=500"], "stage1_steps"),
     ("toy-score", ["steps"], "expected key=value"),
+    ("toy-star", ["sft_problems=512"], "setting 'sft_problems' was removed: an SFT round samples what its steps"),
 ])
 def test_bad_settings_are_named(preset, overrides, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -84,3 +85,28 @@ def test_loaded_models_never_swap_in_hub_kernels(tiny_base):
     model, _ = load_policy(str(tiny_base))
     model.train()
     assert not getattr(model, "use_kernels", False) and getattr(model, "kernels_mode", None) is None
+
+
+def test_a_run_recorded_with_a_retired_setting_still_resumes(tiny_base, tmp_path):
+    """Runs written before sft_problems / sft_samples were removed (they were never read) hold them in
+    config.json; `score train --resume` drops them instead of refusing an unknown setting."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from score_lib.config import as_dict, recorded_settings
+    from score_lib.runs import read_status
+
+    from .conftest import TINY
+
+    cfg = build_config("toy-star", TINY)
+    old = {**json.loads(json.dumps(as_dict(cfg))), "sft_problems": 256, "sft_samples": 4, "versions": {}}
+    assert build_config(None, recorded_settings(old)) == cfg
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(old))
+    score = str(Path(sys.executable).with_name("score"))
+    out = subprocess.run([score, "train", "--resume", str(run), "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert read_status(run)["state"] == "finished"
