@@ -18,19 +18,25 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from dataclasses import fields
 from pathlib import Path
 
+from .episodes import Attempt, Episode
+from .tasks.base import Problem
+
+NOTE_FILE = "shared_samples.json"  # in the run's folder: which file its first round came from, and who drew it
+FILE_SUFFIX = ".samples.pkl"
 # settings that do not decide what the starting model samples in a collection: the filter (method) and
 # where runs keep or share their files
-NOTE_FILE = "shared_samples.json"  # in the run's folder: which file its first round came from, and who drew it
 NOT_IN_KEY = ("method", "shared_samples", "keep_stage1", "stage1_from", "checkpoint_every")
-FILE_SUFFIX = ".samples.pkl"
 
 
 def collection_key(settings: dict, model: dict | None, round_idx: int, steps: int, attempts: int) -> dict:
-    """What decides a collection's episodes (see the module docstring)."""
+    """What decides a collection's episodes (see the module docstring). The stored objects' field names are
+    part of it, so a file pickled by a version whose episodes had other fields is drawn again, not misread."""
     return {"settings": {k: v for k, v in sorted(settings.items()) if k not in NOT_IN_KEY},
-            "model": model, "round": round_idx, "steps": steps, "attempts": attempts}
+            "model": model, "round": round_idx, "steps": steps, "attempts": attempts,
+            "format": [sorted(f.name for f in fields(c)) for c in (Episode, Attempt, Problem)]}
 
 
 def _path(folder: Path, key: dict) -> Path:
@@ -43,9 +49,13 @@ def load(folder: str | Path, key: dict):
     path = _path(Path(folder), key)
     if not path.is_file():
         return None
-    with open(path, "rb") as f:
-        stored = pickle.load(f)
-    if json.loads(json.dumps(stored.get("key"), default=str)) != json.loads(json.dumps(key, default=str)):
+    try:
+        with open(path, "rb") as f:
+            stored = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):  # not ours, or unreadable: draw again
+        return None
+    if not isinstance(stored, dict) or (json.loads(json.dumps(stored.get("key"), default=str))
+                                        != json.loads(json.dumps(key, default=str))):
         return None
     return stored["episodes"]
 

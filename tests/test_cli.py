@@ -217,6 +217,13 @@ def test_sft_runs_that_share_their_first_round_end_as_runs_that_draw_it(first, t
     Trainer(build_config(f"toy-{then}", sets + [f"shared_samples={folder}", "temperature=0.7"]), tmp_path / "hot",
             progress=False).run()
     assert len(drawn) == calls_alone and len(list(folder.glob("*.samples.pkl"))) == 2
+    # an unreadable file is drawn again and replaced, to the same numbers
+    drawn.clear()
+    Path(note["file"]).write_bytes(b"not a pickle")
+    again = Trainer(build_config(f"toy-{then}", sets + [f"shared_samples={folder}"]), tmp_path / "again",
+                    progress=False).run()
+    assert again == alone and len(drawn) == calls_alone
+    assert json.loads((tmp_path / "again" / "shared_samples.json").read_text())["drawn_here"]
     with pytest.raises(ConfigError, match="'shared_samples': only the SFT baselines"):
         build_config("toy-mt-rl", [f"shared_samples={folder}"])
 
