@@ -82,8 +82,6 @@ KEYS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "answer_change_ra
         "edit_ratio_zero_share", "n_problems")
 PLAN_FILE = "ablation_plan.json"  # written into the ablation's folder when it starts
 SHARED_SAMPLES = "samples"  # the ablation's folder for the SFT baselines' shared first rounds (shared_samples.py)
-# settings ablate adds to its runs that change no number they compute: a kept run may differ in them
-BOOKKEEPING = ("keep_stage1", "stage1_from", "shared_samples")
 # runs whose first round another method of the same seed draws identically: they start later, to read it
 READS_SAMPLES = ("star-plus", "pair-sft-plus")
 # conditional rates: kept when every seed has them (absent from runs written before they existed, None
@@ -149,7 +147,7 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
     """"new", "done" (finished, its --json written) or "resume" for one run of an ablation in `out`,
     so that rerunning an interrupted ablation redoes only what is missing. A folder that holds a run
     with other settings raises, naming the first that differs: one table never mixes two budgets."""
-    from .config import as_dict, build_config, differing_setting
+    from .config import BOOKKEEPING_SETTINGS, as_dict, build_config, differing_setting
     from .runs import read_config, read_status
 
     run = out / f"{key}-s{seed}"
@@ -157,7 +155,7 @@ def job_state(world: str, key: str, seed: int, out: Path, extra: list[str]) -> s
         return "new"
     settings = job_settings(world, key, seed, extra)
     want = json.loads(json.dumps(as_dict(build_config("toy-score", {k: str(v) for k, v in settings.items()}))))
-    if differs := differing_setting(read_config(run), want, ignore=BOOKKEEPING):  # no number
+    if differs := differing_setting(read_config(run), want, ignore=BOOKKEEPING_SETTINGS):
         name, value = differs
         raise ValueError(f"ablate: {run} holds a run with {name}={value!r}, but this ablation "
                          f"sets {name}={want[name]!r}; pass another --out")

@@ -15,11 +15,14 @@ METHODS = ("score", "stage1", "stage2", "mt-rl", "st-rl", "star", "star-plus", "
 EVAL_ONLY = ("self-refine", "eval")
 RL_FAMILY = ("score", "stage1", "stage2", "mt-rl", "st-rl")
 SFT_FAMILY = ("star", "star-plus", "pair-sft", "pair-sft-plus")
+# settings that say what a run keeps or takes from another run, never what it computes: a run may differ from
+# another in them and still give the same numbers (ablate's kept-run check, shared_samples' key, stage1_from)
+BOOKKEEPING_SETTINGS = ("keep_stage1", "stage1_from", "shared_samples")
 # settings a score run's Stage I never reads: two runs that differ only in these train the same Stage I,
 # step for step (Eq. 3 has no alpha; offline first attempts and the selection window start in Stage II), so
 # one may take it from the other (stage1_from). Every other setting, evaluation's included, must match.
 STAGE2_SETTINGS = ("alpha", "stage2", "steps", "sft_lr", "offline_first_attempts", "select_by", "select_window",
-                   "checkpoint_every", "keep_stage1", "stage1_from")
+                   "checkpoint_every", *BOOKKEEPING_SETTINGS)
 
 
 # settings runs of earlier versions recorded that no code reads any more: a resume drops them, a --set names why
@@ -299,7 +302,6 @@ def settings_help() -> str:
 
 def as_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
-
 
 
 def differing_setting(recorded: dict, want: dict, ignore: tuple = ()) -> tuple[str, object] | None:

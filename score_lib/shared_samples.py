@@ -21,6 +21,7 @@ import pickle
 from dataclasses import fields
 from pathlib import Path
 
+from .config import BOOKKEEPING_SETTINGS
 from .episodes import Attempt, Episode
 from .tasks.base import Problem
 
@@ -28,7 +29,7 @@ NOTE_FILE = "shared_samples.json"  # in the run's folder: which file its first r
 FILE_SUFFIX = ".samples.pkl"
 # settings that do not decide what the starting model samples in a collection: the filter (method) and
 # where runs keep or share their files
-NOT_IN_KEY = ("method", "shared_samples", "keep_stage1", "stage1_from", "checkpoint_every")
+NOT_IN_KEY = ("method", "checkpoint_every", *BOOKKEEPING_SETTINGS)
 
 
 def collection_key(settings: dict, model: dict | None, round_idx: int, steps: int, attempts: int) -> dict:
@@ -54,8 +55,7 @@ def load(folder: str | Path, key: dict):
             stored = pickle.load(f)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):  # not ours, or unreadable: draw again
         return None
-    if not isinstance(stored, dict) or (json.loads(json.dumps(stored.get("key"), default=str))
-                                        != json.loads(json.dumps(key, default=str))):
+    if not isinstance(stored, dict) or stored.get("key") != key:  # pickle keeps the key's values as they were
         return None
     return stored["episodes"]
 
