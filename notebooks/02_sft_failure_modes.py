@@ -70,7 +70,8 @@ SETTINGS
 # %%
 from IPython.display import Markdown, display
 
-from score_lib.ablate import markdown, run_ablation
+from score_lib.ablate import run_ablation
+from score_lib.ablation_table import markdown
 
 RUNS = nbcommon.runs_dir("02_sft_failure_modes", MODE)
 results = run_ablation("toy", seeds=1, out=RUNS, methods=METHODS,

@@ -66,7 +66,8 @@ SETTINGS
 # %%
 from IPython.display import Markdown, display
 
-from score_lib.ablate import ABLATIONS, PAPER, markdown, run_ablation
+from score_lib.ablate import ABLATIONS, run_ablation
+from score_lib.ablation_table import PAPER, markdown
 
 RUNS = nbcommon.runs_dir("05_ablations", MODE)
 results = run_ablation("toy", seeds=1, out=RUNS, methods=METHODS,

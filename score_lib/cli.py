@@ -247,7 +247,8 @@ def _eval_scaling(args, cfg, model, tok, ks: list[int]) -> int:
 
 def cmd_ablate(args) -> int:
     from . import findings
-    from .ablate import report, run_ablation, save_report
+    from .ablate import run_ablation
+    from .ablation_table import report, save_report
     from .reevaluate import reeval_dir
 
     for o in args.overrides:

@@ -279,7 +279,8 @@ def load(path) -> dict:
     import json
     from pathlib import Path
 
-    from .ablate import ABLATIONS, folder_results
+    from .ablate import ABLATIONS
+    from .ablation_table import folder_results
 
     if Path(path).is_dir():
         return folder_results(Path(path))

@@ -15,7 +15,8 @@ import re
 import time
 from pathlib import Path
 
-from .ablate import aggregate, checked_request, eval_protocol, job_state, seed_range
+from .ablate import checked_request, job_state, seed_range
+from .ablation_table import aggregate, eval_protocol
 from .config import EVAL_ONLY, TrainConfig, as_dict, build_config
 
 # what a re-evaluation may change: the protocol, never the world or the model
@@ -75,7 +76,7 @@ def run_model(run: Path, cfg: TrainConfig) -> str:
 def reevaluate(world: str, out: Path, methods: list[str], seeds: int, extra: list[str], overrides: list[str],
                progress: bool = True, first_seed: int = 0) -> dict:
     """Evaluate every run of seeds first_seed .. first_seed + seeds - 1 of the finished ablation in `out` (world
-    preset and --set `extra` as it was run) again; returns the aggregated table (ablate.aggregate's format),
+    preset and --set `extra` as it was run) again; returns the aggregated table (ablation_table.aggregate's format),
     `_meta.reevaluated` naming the overrides."""
     from tqdm import tqdm
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from score_lib import ablate, findings
+from score_lib import ablate, ablation_table, findings
 from score_lib.runs import list_runs
 from workbench import figures, ui
 
@@ -19,7 +19,7 @@ def render() -> None:
                "the runs finished so far, and whether it shows the paper's five findings (issue 3), claim by "
                "claim with the numbers that decide it.")
     root = ui.root()
-    folders = ablate.find_ablations(root)
+    folders = ablation_table.find_ablations(root)
     if not folders:
         st.info(f"No ablation under `{root}`. Run one into it, e.g. `score ablate --seeds 3 --out {root}/ablate-toy` "
                 "(its default folder, runs/ablate-<world>-<time>, is there when the app opens ./runs).")
@@ -41,7 +41,7 @@ def _body(folder_s: str, was_live: bool) -> None:
     if was_live and not _running(folder):
         st.rerun()  # the last run ended: redraw once without the timer
     try:
-        results = ablate.folder_results(folder)
+        results = ablation_table.folder_results(folder)
     except ValueError:
         st.info("No run of this ablation has finished yet." + (" (refreshing)" if was_live else ""))
         return
@@ -60,7 +60,7 @@ def _body(folder_s: str, was_live: bool) -> None:
         st.caption("Not every method has every seed yet: " + "; ".join(
             f"{ablate.ABLATIONS[m][0]} {', '.join(map(str, s))}" for m, s in uneven.items())
             + ". Methods with different seeds are compared unpaired.")
-    st.markdown(ablate.markdown(results))
+    st.markdown(ablation_table.markdown(results))
     st.subheader("The paper's findings")
     st.markdown(findings.markdown(findings.check(results)))
     hists = {ablate.ABLATIONS[m][0]: r["edit_ratio_hist"] for m, r in results.items()
