@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from .ablate import ABLATIONS, PLAN_FILE
+from .findings import delta_se
 from .metrics import mean_std
 
 # the paper's numbers for the same rows (MATH500 Table 2 and MATH Table 4), for side-by-side tables
@@ -71,10 +72,7 @@ def aggregate(out: Path, methods: list[str], seeds: int | dict[str, list[int]]) 
         row = {k: mean_std([r[k] for r in per_seed]) for k in KEYS if k != "n_problems"}
         row.update({k: mean_std([r[k] for r in per_seed]) for k in SPLIT_KEYS
                     if all(isinstance(r.get(k), (int, float)) for r in per_seed)})
-        n = sum(r["n_problems"] for r in per_seed)
-        flips = row["delta_i2c"]["mean"] + row["delta_c2i"]["mean"]
-        # Delta is a mean of per-episode differences in {-1, 0, 1}: its variance is flips - delta^2
-        row["delta_stderr"] = max(0.0, flips - row["delta"]["mean"] ** 2) ** 0.5 / n ** 0.5
+        row["delta_stderr"] = delta_se(row, sum(r["n_problems"] for r in per_seed))
         row["n_problems"] = per_seed[0]["n_problems"]
         row["seeds"] = mine
         evals = sorted((out / f"{m}-s{mine[0]}" / "evals").glob("*.json"))
@@ -132,6 +130,10 @@ def markdown(results: dict) -> str:
     meta = results.get("_meta", {})
     first = meta.get("first_seed")
     seeds = f"{meta.get('seeds')} seeds" + (f" ({first} to {first + meta['seeds'] - 1})" if first else "")
+    if meta.get("pooled"):  # findings.pool: several recordings as one, a row's seeds from each that has it
+        fewer = [f"{ABLATIONS[m][0]} {len(r['seeds'])}" for m, r in results.items()
+                 if not m.startswith("_") and len(r["seeds"]) < meta["seeds"]]
+        seeds += f" pooled from {', '.join(meta['pooled'])}" + (f" (fewer: {', '.join(fewer)})" if fewer else "")
     lines = [f"World `{meta.get('world')}`, {seeds}, evaluation: {meta.get('eval')}"
              + (f"; wall time {meta['wall_seconds']} s" if meta.get("wall_seconds") is not None else "")
              + (f" ({meta['runs_kept']} finished runs kept from an earlier invocation)" if meta.get("runs_kept") else "")
@@ -144,7 +146,7 @@ def markdown(results: dict) -> str:
     for key, row in results.items():
         if key.startswith("_"):
             continue
-        f = lambda k: f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}"  # noqa: E731
+        f = lambda k: f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" if k in row else "-"  # noqa: E731
         split = " / ".join(f"{row[k]['mean']:.3f}" if k in row else "-"
                            for k in ("answer_change_if_right", "answer_change_if_wrong"))
         paper = PAPER.get(key)

@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="check each file on its own and print one line per file (a scorecard of several ablations)")
     p.add_argument("--pool", action="store_true",
                    help="check the files as one ablation: each method's seeds from every file side by side (more "
-                        "seeds, or the same seeds recorded on another machine)")
+                        "seeds, or the same seeds recorded on another machine); prints the pooled table first")
     p.add_argument("--against", metavar="RECORDED",
                    help="instead of the check: compare the file(s) with this recording seed by seed (did this machine "
                         "reproduce a recorded table, e.g. docs/ablation_toy_default_eval1024_3seeds.json?)")
@@ -305,8 +305,11 @@ def cmd_findings(args) -> int:
                                        *reproduce.compare(findings.load(args.against), results))
         elif args.each:
             table = findings.scorecard({Path(f).name: (r, findings.check(r, rules)) for f, r in loaded.items()})
-        elif args.pool:
-            table = findings.markdown(findings.check(findings.pool(loaded), rules), rules)
+        elif args.pool:  # the pooled table exists nowhere else: it comes first
+            from .ablation_table import markdown
+
+            pooled = findings.pool(loaded)
+            table = markdown(pooled) + "\n" + findings.markdown(findings.check(pooled, rules), rules)
         else:
             table = findings.markdown(findings.check(results, rules), rules)
     except ValueError as e:

@@ -72,12 +72,18 @@ def _m(row: dict, key: str) -> float:
     return row[key]["mean"]
 
 
+def delta_se(row: dict, n: int) -> float:
+    """Sampling standard error of a row's Delta over its n test episodes (all seeds): Delta is a mean of
+    per-episode differences in {-1, 0, 1}, whose variance is the share that flips minus Delta squared."""
+    flips = _m(row, "delta_i2c") + _m(row, "delta_c2i")
+    return max(0.0, flips - _m(row, "delta") ** 2) ** 0.5 / n ** 0.5
+
+
 def _sampling_se(row: dict, key: str) -> float:
     """Sampling standard error of a row's pooled mean of `key` over all its test episodes."""
     n = row["n_problems"] * len(row[key]["per_seed"])
-    if key == "delta":  # a mean of per-episode differences in {-1, 0, 1}: variance flips - delta^2
-        flips = _m(row, "delta_i2c") + _m(row, "delta_c2i")
-        return row.get("delta_stderr", max(0.0, flips - _m(row, "delta") ** 2) ** 0.5 / n ** 0.5)
+    if key == "delta":
+        return row.get("delta_stderr", delta_se(row, n))
     return stderr(min(max(_m(row, key), 0.0), 1.0), n)
 
 
@@ -349,7 +355,8 @@ def pool(recordings: dict[str, dict]) -> dict:
                 raise ValueError(f"{name}: method {m!r} has {row['n_problems']} test episodes per seed, "
                                  f"{names[rows[m][0][0]]} {rows[m][0][1]['n_problems']}: pool equal evaluations")
             rows.setdefault(m, []).append((i, row))
-    pooled = {"_meta": {"world": world, "pooled": names}}
+    evals = dict.fromkeys(r.get("_meta", {}).get("eval", "not recorded") for r in recordings.values())
+    pooled = {"_meta": {"world": world, "pooled": names, "eval": " / ".join(evals)}}
     for m, parts in rows.items():
         keys = [k for k, v in parts[0][1].items() if isinstance(v, dict) and "per_seed" in v
                 and all(isinstance(r.get(k), dict) for _, r in parts)]
@@ -357,6 +364,9 @@ def pool(recordings: dict[str, dict]) -> dict:
         pooled[m]["seeds"] = [f"{i}:{s}" for i, r in parts
                               for s in r.get("seeds", range(len(r["delta"]["per_seed"])))]
         pooled[m]["n_problems"] = parts[0][1]["n_problems"]
+        if {"delta", "delta_i2c", "delta_c2i"} <= set(keys):  # for the pooled table; the check computes the same
+            pooled[m]["delta_stderr"] = delta_se(pooled[m], pooled[m]["n_problems"] * len(pooled[m]["seeds"]))
+    pooled["_meta"]["seeds"] = max(len(r["seeds"]) for m, r in pooled.items() if m != "_meta")
     return pooled
 
 

@@ -196,6 +196,38 @@ def test_pool_puts_each_methods_seeds_side_by_side_and_keeps_them_paired():
         F.pool({"a.json": a, "b.json": b})
 
 
+
+def test_score_findings_pool_prints_the_pooled_table_then_the_same_check(tmp_path, capsys):
+    """The pooled table exists in no file: `score findings --pool` prints it (each row over the seeds of every
+    file that has it, Delta's SE over all their episodes), then the findings of the pooled rows."""
+    from score_lib import ablation_table, cli
+
+    a, b = paper_like(), paper_like()
+    b["score"] = row(acc_t1=0.69, i2c=[0.02, 0.03, 0.04], c2i=0.05)
+    del b["st-rl"]  # a later batch of seeds of some rows only
+    for r, eval_ in ((a, "greedy, 1024 test problems"), (b, "greedy, 1024 test problems")):
+        r["_meta"] = {"world": "toy", "eval": eval_}
+    for name, r in (("a.json", a), ("b.json", b)):
+        (tmp_path / name).write_text(json.dumps(r))
+    pooled = F.pool({"a.json": a, "b.json": b})
+    score = pooled["score"]
+    assert score["delta"]["mean"] == pytest.approx(0.035)  # +0.08, +0.09, +0.10 in a; -0.03, -0.02, -0.01 in b
+    flips = 0.065 + 0.03  # i->c and c->i, each a mean over the six seeds
+    assert score["delta_stderr"] == pytest.approx(((flips - 0.035 ** 2) / (6 * N)) ** 0.5)
+    # the check's own sampling SE, which computes it where a row lacks it, is the same number
+    assert F._sampling_se({k: v for k, v in score.items() if k != "delta_stderr"}, "delta") == pytest.approx(
+        score["delta_stderr"])
+    assert pooled["_meta"]["seeds"] == 6 and pooled["_meta"]["eval"] == "greedy, 1024 test problems"
+    table = ablation_table.markdown(pooled)
+    assert table.startswith("World `toy`, 6 seeds pooled from a.json, b.json (fewer: Single-turn RL 3), "
+                            "evaluation: greedy, 1024 test problems.")
+    # (these rows have no Acc@t2: a missing metric is a dash, not an error); sample std of the six Deltas 0.061
+    assert f"| SCoRe | 0.690 ± 0.000 | - | +0.035 ± 0.061 ({score['delta_stderr']:.3f}) |" in table
+    assert cli.main(["findings", "--pool", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    findings_md = F.markdown(F.check(pooled), F.Rules())
+    assert out.index("| SCoRe | 0.690") < out.index(findings_md) and out.endswith(findings_md + "\n")
+
 def test_a_table_run_again_is_compared_seed_by_seed():
     """reproduce.compare: equal per-seed lists count as repeated; a moved list is reported with its paired
     difference and SE; methods, seeds, base and evaluation that the two do not share are named."""
