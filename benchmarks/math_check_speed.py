@@ -42,7 +42,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    golds = [json.loads(line)["answer"] for line in open(Path(args.data_dir) / "math500" / "test.jsonl")]
+    lines = (Path(args.data_dir) / "math500" / "test.jsonl").read_text().splitlines()
+    golds = [json.loads(line)["answer"] for line in lines if line.strip()]
 
     from math_verify import parse, verify
 

@@ -185,7 +185,8 @@ def build_machine() -> dict:
     """Where a build ran: its kernels decide how its float sums round, and so where it stops."""
     cpu = platform.processor() or platform.machine()
     try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
