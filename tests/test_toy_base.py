@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 
+
 def test_corpus_loss_mask_skips_only_shown_first_attempts():
     import torch
 
