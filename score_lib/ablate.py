@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from multiprocessing.connection import wait
 from pathlib import Path
 
 # method key -> (label in tables, overrides on top of the world preset)
@@ -243,8 +244,13 @@ class Children:
             proc.start()
             self.procs.add(proc)
         try:
-            proc.join()
-            return proc.exitcode
+            wait([proc.sentinel])  # until it ends, reading nothing
+            # A child's exit code is read once from its sentinel, and Process.start polls every other child:
+            # read it under the lock start runs under, or a start in the other worker's thread can take it
+            # first and this join then reads EOF, which multiprocessing reports as exit code 255.
+            with self.lock:
+                proc.join()
+                return proc.exitcode
         finally:
             with self.lock:
                 self.procs.discard(proc)
@@ -264,11 +270,20 @@ class Children:
             procs = list(self.procs)
         deadline = time.time() + 2  # a Ctrl-C in a terminal reached them too: let them stop on that one
         for proc in procs:
-            proc.join(max(0.0, deadline - time.time()))
-            if proc.is_alive():
+            if not wait([proc.sentinel], max(0.0, deadline - time.time())):
                 proc.terminate()
-        for proc in procs:
-            proc.join()
+        for proc in procs:  # their exit codes are left to run(), under the lock
+            wait([proc.sentinel])
+
+
+def ended_by(exitcode: int) -> str:
+    """A child's nonzero exit code in words (multiprocessing reports a signal as its negative number)."""
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        return f"signal {signal.Signals(-exitcode).name}"
+    except ValueError:
+        return f"signal {-exitcode}"
 
 
 def checked_request(world: str, methods: list[str] | None) -> list[str]:
@@ -362,8 +377,8 @@ def run_ablation(world: str = "toy", seeds: int = 3, out: Path | None = None, me
             try:
                 for fut in as_completed(futures):  # the bar moves when any run ends, not in submission order
                     m, s = futures[fut]
-                    if fut.result() != 0:
-                        failed.append(f"{m}-s{s} (log: {out / f'{m}-s{s}.log'})")
+                    if code := fut.result():
+                        failed.append(f"{m}-s{s} ({ended_by(code)}; log: {out / f'{m}-s{s}.log'})")
                     bar.update(1)
                     bar.set_postfix(last=f"{m}-s{s}")
             except KeyboardInterrupt:  # leaving the pool would otherwise wait for every queued run to finish

@@ -279,3 +279,22 @@ def test_ablation_budget_counts_responses():
     assert job_settings("toy", "st-rl", 0, [])["samples_per_prompt"] == 8  # the toy world's 4 x 2 attempts
     three = job_settings("toy", "st-rl", 1, ["attempts=3"])  # a --set attempts reaches every method, st-rl too
     assert three["attempts"] == "3" and three["samples_per_prompt"] == 4 and three["seed"] == 1
+
+
+def test_concurrent_runs_each_get_their_own_exit_code(tmp_path):
+    """Two workers start and join runs at once: Process.start polls every other child, and an exit code read
+    by that poll must not leave the run's own join reading EOF (multiprocessing's exit code 255)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from score_lib.ablate import Children, ended_by
+
+    children = Children()
+    args = {0: ["runs", "--help"], 2: ["runs", "--no-such-flag"]}  # argparse: exit 0, and exit 2 on a bad flag
+    jobs = [i % 2 * 2 for i in range(24)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            codes = list(pool.map(lambda i: children.run(args[jobs[i]], tmp_path / f"{i}.log", 1), range(24)))
+    finally:
+        children.close()
+    assert codes == jobs, [ended_by(c) for c in codes]
+    assert ended_by(2) == "exit code 2" and ended_by(-15) == "signal SIGTERM" and ended_by(-99) == "signal 99"
